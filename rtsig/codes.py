@@ -1,0 +1,102 @@
+"""Small integer codes shared by the decoder, the kernels, the counters and the reports.
+
+Jitted code sees only the integers; names are for metrics labels, logs and summaries.
+"""
+
+from __future__ import annotations
+
+# Event kinds: a message that was decoded and stored.
+KIND_DEPTH = 1
+KIND_TRADE = 2
+KIND_AGG_TRADE = 3
+KIND_TICKER = 4
+KIND_BOOK_TICKER = 5
+KIND_MARK_PRICE = 6
+KIND_MINI_TICKER = 7
+KIND_NAMES = {
+    KIND_DEPTH: "depth",
+    KIND_TRADE: "trade",
+    KIND_AGG_TRADE: "aggTrade",
+    KIND_TICKER: "ticker",
+    KIND_BOOK_TICKER: "bookTicker",
+    KIND_MARK_PRICE: "markPrice",
+    KIND_MINI_TICKER: "miniTicker",
+}
+N_KINDS = 8
+
+# Ignored kinds: valid messages no strategy uses (counted, never errors).
+IGN_DEPTH_DIFF = 1
+IGN_KLINE = 2
+IGN_NON_MARKET_TRADE = 3
+IGN_CONTROL = 4
+IGN_OTHER = 5
+IGNORED_NAMES = {
+    IGN_DEPTH_DIFF: "depth_diff",
+    IGN_KLINE: "kline",
+    IGN_NON_MARKET_TRADE: "non_market_trade",
+    IGN_CONTROL: "control",
+    IGN_OTHER: "other",
+}
+N_IGNORED = 6
+
+# Error reasons: bad input, dropped.
+ERR_NOT_JSON = 1
+ERR_NOT_OBJECT = 2
+ERR_MISSING_STREAM = 3
+ERR_MISSING_DATA = 4
+ERR_BAD_STREAM = 5
+ERR_MISSING_FIELD = 6
+ERR_BAD_FIELD = 7
+ERR_BAD_NUMBER = 8
+ERR_NEGATIVE_QUANTITY = 9
+ERR_NON_POSITIVE_PRICE = 10
+ERR_CROSSED_BOOK = 11
+ERR_EMPTY_SIDE = 12
+ERR_UNSORTED_BOOK = 13
+ERR_OVERSIZED = 14
+ERR_SYMBOL_MISMATCH = 15
+ERR_SYMBOL_TABLE_FULL = 16
+ERROR_NAMES = {
+    ERR_NOT_JSON: "not_json",
+    ERR_NOT_OBJECT: "not_object",
+    ERR_MISSING_STREAM: "missing_stream",
+    ERR_MISSING_DATA: "missing_data",
+    ERR_BAD_STREAM: "bad_stream",
+    ERR_MISSING_FIELD: "missing_field",
+    ERR_BAD_FIELD: "bad_field",
+    ERR_BAD_NUMBER: "bad_number",
+    ERR_NEGATIVE_QUANTITY: "negative_quantity",
+    ERR_NON_POSITIVE_PRICE: "non_positive_price",
+    ERR_CROSSED_BOOK: "crossed_book",
+    ERR_EMPTY_SIDE: "empty_side",
+    ERR_UNSORTED_BOOK: "unsorted_book",
+    ERR_OVERSIZED: "oversized",
+    ERR_SYMBOL_MISMATCH: "symbol_mismatch",
+    ERR_SYMBOL_TABLE_FULL: "symbol_table_full",
+}
+N_ERRORS = 17
+
+# Per-message outcome of the decoder: 0 stored, >0 an ERR_ code, <0 minus an IGN_ code,
+# STATUS_FILTERED for a symbol outside TRADING_SYMBOLS.
+STATUS_OK = 0
+STATUS_FILTERED = 100
+
+MAX_MESSAGE_BYTES = 64 * 1024
+"""Larger messages are dropped as ``oversized`` before any parsing."""
+
+# Signal actions (kernel output and the last-signal table's last axis).
+ACTION_NONE = 0
+ACTION_BUY = 1
+ACTION_SELL = -1
+ACTION_NAMES = {ACTION_BUY: "buy", ACTION_SELL: "sell"}
+
+
+def status_name(status: int) -> str:
+    """Readable name of a decoder status code."""
+    if status == STATUS_OK:
+        return "ok"
+    if status == STATUS_FILTERED:
+        return "filtered"
+    if status < 0:
+        return IGNORED_NAMES[-status]
+    return ERROR_NAMES[status]

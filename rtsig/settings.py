@@ -1,0 +1,274 @@
+"""One settings object, built once from the environment and passed down.
+
+Every variable of interfaces.md §5 is read here and nowhere else. A bad value raises
+:class:`~rtsig.errors.SettingsError`, whose message is the one line start-up prints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Mapping, TypeVar
+
+from rtsig.errors import SettingsError
+from rtsig.registry import REALTIME_IDS, STRATEGIES, ParamValue
+
+T = TypeVar("T")
+
+_SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-\.]{0,23}$")
+_INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SYMBOL_BYTES = 24
+"""Longest symbol name the store keeps (bytes of UTF-8)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of rtsig. Build with :meth:`from_env`; tests build their own."""
+
+    nats_url: str = "nats://localhost:4222"
+    nats_consumer_topic: str = "binance.websocket.data"
+    nats_publisher_topic: str = "signals.trading"
+    nats_consumer_group: str = "realtime-strategies-group"
+    trading_symbols: tuple[str, ...] | None = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
+    """Symbols to process; ``None`` means all (``TRADING_SYMBOLS=*``)."""
+    strategy_enabled: Mapping[str, bool] = field(
+        default_factory=lambda: {s: st.enabled_by_default for s, st in STRATEGIES.items()})
+    strategy_env_params: Mapping[str, Mapping[str, ParamValue]] = field(default_factory=dict)
+    """Parameter values set by ``<STRATEGY>_<PARAM>`` variables (validated)."""
+    mongodb_uri: str | None = None
+    mongodb_database: str = "petrosa"
+    mysql_uri: str | None = None
+    config_cache_ttl_seconds: float = 60.0
+    http_port: int = 8080
+    heartbeat_interval_seconds: float = 60.0
+    workers: int = 1
+    web_workers: int = 2
+    max_symbols: int = 1024
+    book_ring: int = 16
+    trade_ring: int = 2048
+    ticker_ring: int = 4096
+    event_ring: int = 65536
+    instance: str = "default"
+    data_dir: Path = Path("var")
+    api_token: str | None = None
+    min_confidence: float = 0.6
+    signal_source: str = "rtsig"
+    signal_quantity: float = 0.001
+    risk_stop_loss_pct: float = 0.01
+    risk_take_profit_pct: float = 0.015
+    signal_subject_per_strategy: bool = False
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read every setting from ``env`` (default ``os.environ``); raise on the first bad one."""
+        env = os.environ if env is None else env
+        r = _Reader(env)
+        workers_default = max(1, (os.cpu_count() or 2) - 1)
+        settings = cls(
+            nats_url=r.text("NATS_URL", cls.nats_url, _nats_url),
+            nats_consumer_topic=r.text("NATS_CONSUMER_TOPIC", cls.nats_consumer_topic, _subject),
+            nats_publisher_topic=r.text("NATS_PUBLISHER_TOPIC", cls.nats_publisher_topic, _subject),
+            nats_consumer_group=r.text("NATS_CONSUMER_GROUP", cls.nats_consumer_group, _subject),
+            trading_symbols=r.get("TRADING_SYMBOLS", "BTCUSDT,ETHUSDT,BNBUSDT", _symbols),
+            strategy_enabled=_strategy_enabled(r),
+            strategy_env_params=_strategy_env_params(env),
+            mongodb_uri=r.optional("MONGODB_URI"),
+            mongodb_database=r.text("MONGODB_DATABASE", cls.mongodb_database),
+            mysql_uri=r.optional("MYSQL_URI"),
+            config_cache_ttl_seconds=r.number("CONFIG_CACHE_TTL_SECONDS", cls.config_cache_ttl_seconds, lo=0),
+            http_port=_http_port(r),
+            heartbeat_interval_seconds=r.number("HEARTBEAT_INTERVAL_SECONDS", cls.heartbeat_interval_seconds,
+                                                lo=0, lo_open=True),
+            workers=r.integer("RTSIG_WORKERS", workers_default, lo=1, hi=64),
+            web_workers=r.integer("RTSIG_WEB_WORKERS", cls.web_workers, lo=1, hi=64),
+            max_symbols=r.integer("RTSIG_MAX_SYMBOLS", cls.max_symbols, lo=1, hi=65536),
+            book_ring=r.power_of_two("RTSIG_BOOK_RING", cls.book_ring, lo=4, hi=1024),
+            trade_ring=r.power_of_two("RTSIG_TRADE_RING", cls.trade_ring, lo=1024, hi=1 << 20),
+            ticker_ring=r.power_of_two("RTSIG_TICKER_RING", cls.ticker_ring, lo=64, hi=1 << 20),
+            event_ring=r.power_of_two("RTSIG_EVENT_RING", cls.event_ring, lo=1024, hi=1 << 24),
+            instance=r.text("RTSIG_INSTANCE", cls.instance, _instance),
+            data_dir=Path(r.text("RTSIG_DATA_DIR", str(cls.data_dir))),
+            api_token=r.optional("RTSIG_API_TOKEN"),
+            min_confidence=r.number("MIN_CONFIDENCE", cls.min_confidence, lo=0, hi=1),
+            signal_source=r.text("SIGNAL_SOURCE", cls.signal_source),
+            signal_quantity=r.number("SIGNAL_QUANTITY", cls.signal_quantity, lo=0),
+            risk_stop_loss_pct=r.number("RISK_STOP_LOSS_PCT", cls.risk_stop_loss_pct, lo=0, hi=1,
+                                        lo_open=True, hi_open=True),
+            risk_take_profit_pct=r.number("RISK_TAKE_PROFIT_PCT", cls.risk_take_profit_pct, lo=0,
+                                          lo_open=True),
+            signal_subject_per_strategy=r.boolean("SIGNAL_SUBJECT_PER_STRATEGY", False),
+            log_level=r.choice("LOG_LEVEL", "INFO", _LOG_LEVELS, upper=True),
+            log_format=r.choice("LOG_FORMAT", "text" if sys.stderr.isatty() else "json", ("json", "text")),
+        )
+        return settings
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        """A copy with some fields replaced (tests and CLI flags)."""
+        return replace(self, **changes)
+
+    def symbol_allowed(self, symbol: str) -> bool:
+        return self.trading_symbols is None or symbol in self.trading_symbols
+
+    @property
+    def realtime_enabled(self) -> tuple[bool, ...]:
+        """Enabled flag per realtime strategy, in kernel order."""
+        return tuple(bool(self.strategy_enabled.get(s, False)) for s in REALTIME_IDS)
+
+
+class _Reader:
+    """Reads one variable at a time and turns a bad value into a one-line SettingsError."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def get(self, name: str, default: str, parse: Callable[[str, str], T]) -> T:
+        value = self.raw(name)
+        return parse(name, default if value is None else value)
+
+    def optional(self, name: str) -> str | None:
+        return self.raw(name)
+
+    def text(self, name: str, default: str, check: Callable[[str, str], str] | None = None) -> str:
+        value = self.raw(name) or default
+        return check(name, value) if check else value
+
+    def number(self, name: str, default: float, lo: float | None = None, hi: float | None = None,
+               lo_open: bool = False, hi_open: bool = False) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        accepted = _range_text("a number", lo, hi, lo_open, hi_open)
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(name, value, accepted) from None
+        if not math.isfinite(number) or not _in_range(number, lo, hi, lo_open, hi_open):
+            raise SettingsError(name, value, accepted)
+        return number
+
+    def integer(self, name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        accepted = _range_text("an integer", lo, hi, False, False)
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(name, value, accepted) from None
+        if not _in_range(number, lo, hi, False, False):
+            raise SettingsError(name, value, accepted)
+        return number
+
+    def power_of_two(self, name: str, default: int, lo: int, hi: int) -> int:
+        number = self.integer(name, default, lo, hi)
+        if number & (number - 1):
+            raise SettingsError(name, self.raw(name), f"a power of two from {lo} to {hi}")
+        return number
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        text = value.lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(name, value, "true or false")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        norm = value.upper() if upper else value.lower()
+        if norm not in choices:
+            raise SettingsError(name, value, "one of " + ", ".join(choices))
+        return norm
+
+
+def _range_text(kind: str, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+    return kind + (" " + " and ".join(parts) if parts else "")
+
+
+def _in_range(x: float, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> bool:
+    if lo is not None and (x < lo or (lo_open and x == lo)):
+        return False
+    if hi is not None and (x > hi or (hi_open and x == hi)):
+        return False
+    return True
+
+
+def _nats_url(name: str, value: str) -> str:
+    for url in value.split(","):
+        if not re.match(r"^(nats|tls|ws|wss)://[^\s/]+(:\d+)?/?$", url.strip()):
+            raise SettingsError(name, value, "nats://host:port (comma-separated for a cluster)")
+    return value
+
+
+def _subject(name: str, value: str) -> str:
+    if not re.match(r"^[^\s.*>]+(\.[^\s.*>]+)*$", value):
+        raise SettingsError(name, value, "a NATS subject of dot-separated tokens without wildcards")
+    return value
+
+
+def _instance(name: str, value: str) -> str:
+    if not _INSTANCE_RE.match(value):
+        raise SettingsError(name, value, "1-32 characters of a-z, 0-9, '-' or '_'")
+    return value
+
+
+def _symbols(name: str, value: str) -> tuple[str, ...] | None:
+    if value.strip() == "*":
+        return None
+    symbols = tuple(dict.fromkeys(s.strip().upper() for s in value.split(",") if s.strip()))
+    bad = [s for s in symbols if not _SYMBOL_RE.match(s)]
+    if not symbols or bad:
+        raise SettingsError(name, value, "'*' or comma-separated symbols like BTCUSDT,ETHUSDT")
+    return symbols
+
+
+def _http_port(r: _Reader) -> int:
+    name = "HTTP_PORT" if r.raw("HTTP_PORT") is not None else "FASTAPI_PORT"
+    return r.integer(name, 8080, lo=1, hi=65535)
+
+
+def _strategy_enabled(r: _Reader) -> dict[str, bool]:
+    enabled = {}
+    for sid, st in STRATEGIES.items():
+        on = r.boolean(st.enabled_env_name, st.enabled_by_default)
+        if on and not st.realtime:
+            raise SettingsError(st.enabled_env_name, r.raw(st.enabled_env_name),
+                                f"false: {sid} cannot be enabled yet, its data path is not built")
+        enabled[sid] = on
+    return enabled
+
+
+def _strategy_env_params(env: Mapping[str, str]) -> dict[str, dict[str, ParamValue]]:
+    out: dict[str, dict[str, ParamValue]] = {}
+    for sid, st in STRATEGIES.items():
+        for p in st.params:
+            name = st.env_name(p.name)
+            value = env.get(name)
+            if value is None or value.strip() == "":
+                continue
+            parsed = None if value.strip().lower() in ("null", "none") else value
+            out.setdefault(sid, {})[p.name] = p.validate(parsed, name)
+    return out

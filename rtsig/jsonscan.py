@@ -1,0 +1,449 @@
+"""A validating JSON scanner and number parsers for jitted code.
+
+Bytes in, positions and numbers out, no Python objects: the decoder uses these to walk a
+Binance message once. Every function returns ``-1`` (or ``ok = False``) on malformed input
+instead of raising, so one bad message costs a status code, never an exception.
+
+Decimal strings are converted exactly when their significant digits fit in 53 bits and the
+power of ten is at most 22 (every price and quantity Binance sends: at most 8 decimals, no
+exponent); other numbers are converted with one extra rounding (within 1 ulp).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+QUOTE, BACKSLASH, COMMA, COLON = 34, 92, 44, 58
+LBRACE, RBRACE, LBRACKET, RBRACKET = 123, 125, 91, 93
+MINUS, PLUS, DOT, ZERO, NINE = 45, 43, 46, 48, 57
+LOWER_E, UPPER_E = 101, 69
+MAX_DEPTH = 64
+"""Deeper nesting is treated as malformed (Binance messages nest 4 levels)."""
+
+_POW10 = np.array([10.0 ** k for k in range(23)], dtype=np.float64)
+_TWO53 = 1 << 53
+
+
+@njit(cache=True, inline="always")
+def skip_ws(buf, i, n):
+    while i < n:
+        c = buf[i]
+        if c != 32 and c != 10 and c != 13 and c != 9:
+            break
+        i += 1
+    return i
+
+
+@njit(cache=True, inline="always")
+def _is_hex(c):
+    return (48 <= c <= 57) or (65 <= c <= 70) or (97 <= c <= 102)
+
+
+@njit(cache=True)
+def _utf8_end(buf, i, n):
+    """End of the multi-byte UTF-8 sequence starting at ``i`` (a byte >= 0x80), or -1."""
+    c = buf[i]
+    if 0xC2 <= c <= 0xDF:
+        need, lo, hi = 1, 0x80, 0xBF
+    elif c == 0xE0:
+        need, lo, hi = 2, 0xA0, 0xBF
+    elif c == 0xED:
+        need, lo, hi = 2, 0x80, 0x9F
+    elif 0xE1 <= c <= 0xEF:
+        need, lo, hi = 2, 0x80, 0xBF
+    elif c == 0xF0:
+        need, lo, hi = 3, 0x90, 0xBF
+    elif 0xF1 <= c <= 0xF3:
+        need, lo, hi = 3, 0x80, 0xBF
+    elif c == 0xF4:
+        need, lo, hi = 3, 0x80, 0x8F
+    else:
+        return -1
+    if i + need >= n:
+        return -1
+    b = buf[i + 1]
+    if b < lo or b > hi:
+        return -1
+    for k in range(2, need + 1):
+        b = buf[i + k]
+        if b < 0x80 or b > 0xBF:
+            return -1
+    return i + need + 1
+
+
+@njit(cache=True)
+def string_end(buf, i, n):
+    """Index just past the JSON string starting with the quote at ``i``, or -1."""
+    i += 1
+    while i < n:
+        c = buf[i]
+        if c == QUOTE:
+            return i + 1
+        if c == BACKSLASH:
+            if i + 1 >= n:
+                return -1
+            e = buf[i + 1]
+            if e == 117:  # \uXXXX
+                if i + 5 >= n:
+                    return -1
+                for k in range(2, 6):
+                    if not _is_hex(buf[i + k]):
+                        return -1
+                i += 6
+            elif e == QUOTE or e == BACKSLASH or e == 47 or e == 98 or e == 102 \
+                    or e == 110 or e == 114 or e == 116:
+                i += 2
+            else:
+                return -1
+        elif c < 0x20:
+            return -1
+        elif c >= 0x80:
+            i = _utf8_end(buf, i, n)
+            if i < 0:
+                return -1
+        else:
+            i += 1
+    return -1
+
+
+@njit(cache=True)
+def number_end(buf, i, n):
+    """Index just past the JSON number starting at ``i`` (strict grammar), or -1."""
+    if i < n and buf[i] == MINUS:
+        i += 1
+    if i >= n:
+        return -1
+    c = buf[i]
+    if c == ZERO:
+        i += 1
+    elif ZERO < c <= NINE:
+        while i < n and ZERO <= buf[i] <= NINE:
+            i += 1
+    else:
+        return -1
+    if i < n and buf[i] == DOT:
+        i += 1
+        start = i
+        while i < n and ZERO <= buf[i] <= NINE:
+            i += 1
+        if i == start:
+            return -1
+    if i < n and (buf[i] == LOWER_E or buf[i] == UPPER_E):
+        i += 1
+        if i < n and (buf[i] == PLUS or buf[i] == MINUS):
+            i += 1
+        start = i
+        while i < n and ZERO <= buf[i] <= NINE:
+            i += 1
+        if i == start:
+            return -1
+    return i
+
+
+@njit(cache=True)
+def _literal_end(buf, i, n, word):
+    m = len(word)
+    if i + m > n:
+        return -1
+    for k in range(m):
+        if buf[i + k] != word[k]:
+            return -1
+    return i + m
+
+
+_TRUE = np.frombuffer(b"true", dtype=np.uint8)
+_FALSE = np.frombuffer(b"false", dtype=np.uint8)
+_NULL = np.frombuffer(b"null", dtype=np.uint8)
+
+
+@njit(cache=True)
+def scalar_end(buf, i, n):
+    """End of a string, number or literal at ``i``; -2 if ``i`` starts a container; -1 if bad."""
+    c = buf[i]
+    if c == QUOTE:
+        return string_end(buf, i, n)
+    if c == MINUS or (ZERO <= c <= NINE):
+        return number_end(buf, i, n)
+    if c == 116:
+        return _literal_end(buf, i, n, _TRUE)
+    if c == 102:
+        return _literal_end(buf, i, n, _FALSE)
+    if c == 110:
+        return _literal_end(buf, i, n, _NULL)
+    if c == LBRACE or c == LBRACKET:
+        return -2
+    return -1
+
+
+@njit(cache=True)
+def value_end(buf, i, n, stack):
+    """Index just past the JSON value at ``i`` (validated completely), or -1.
+
+    ``stack`` is an int8 scratch array of at least MAX_DEPTH entries (1 object, 2 array).
+    """
+    depth = 0
+    while True:
+        i = skip_ws(buf, i, n)
+        if i >= n:
+            return -1
+        end = scalar_end(buf, i, n)
+        if end == -1:
+            return -1
+        if end == -2:
+            c = buf[i]
+            i = skip_ws(buf, i + 1, n)
+            if i >= n:
+                return -1
+            if c == LBRACE:
+                if buf[i] == RBRACE:
+                    i += 1
+                else:
+                    if depth >= MAX_DEPTH:
+                        return -1
+                    stack[depth] = 1
+                    depth += 1
+                    if buf[i] != QUOTE:
+                        return -1
+                    i = string_end(buf, i, n)
+                    if i < 0:
+                        return -1
+                    i = skip_ws(buf, i, n)
+                    if i >= n or buf[i] != COLON:
+                        return -1
+                    i += 1
+                    continue
+            else:
+                if buf[i] == RBRACKET:
+                    i += 1
+                else:
+                    if depth >= MAX_DEPTH:
+                        return -1
+                    stack[depth] = 2
+                    depth += 1
+                    continue
+        else:
+            i = end
+        # a value is complete: close containers and find the next value
+        while True:
+            if depth == 0:
+                return i
+            i = skip_ws(buf, i, n)
+            if i >= n:
+                return -1
+            c = buf[i]
+            if stack[depth - 1] == 1:
+                if c == COMMA:
+                    i = skip_ws(buf, i + 1, n)
+                    if i >= n or buf[i] != QUOTE:
+                        return -1
+                    i = string_end(buf, i, n)
+                    if i < 0:
+                        return -1
+                    i = skip_ws(buf, i, n)
+                    if i >= n or buf[i] != COLON:
+                        return -1
+                    i += 1
+                    break
+                if c == RBRACE:
+                    depth -= 1
+                    i += 1
+                    continue
+                return -1
+            if c == COMMA:
+                i += 1
+                break
+            if c == RBRACKET:
+                depth -= 1
+                i += 1
+                continue
+            return -1
+
+
+@njit(cache=True)
+def decimal_at(buf, i, n):
+    """Parse a decimal number starting at ``i``: ``(value, end, ok)``.
+
+    Accepts ``-?digits(.digits)?([eE][+-]?digits)?`` (leading zeros allowed, as Python's
+    ``float`` does for strings). ``end`` is the first byte after the number; the caller checks
+    what follows (a closing quote, or a JSON delimiter).
+    """
+    neg = False
+    if i < n and buf[i] == MINUS:
+        neg = True
+        i += 1
+    mant = np.int64(0)
+    sig = 0
+    exp10 = 0
+    digits = 0
+    while i < n:
+        c = buf[i]
+        if c < ZERO or c > NINE:
+            break
+        d = c - ZERO
+        if sig < 19:
+            if mant != 0 or d != 0:
+                mant = mant * 10 + d
+                sig += 1
+        else:
+            exp10 += 1
+        digits += 1
+        i += 1
+    if digits == 0:
+        return 0.0, i, False
+    if i < n and buf[i] == DOT:
+        i += 1
+        frac = 0
+        while i < n:
+            c = buf[i]
+            if c < ZERO or c > NINE:
+                break
+            d = c - ZERO
+            if sig < 19:
+                if mant != 0 or d != 0:
+                    mant = mant * 10 + d
+                    sig += 1
+                exp10 -= 1
+            frac += 1
+            i += 1
+        if frac == 0:
+            return 0.0, i, False
+    if i < n and (buf[i] == LOWER_E or buf[i] == UPPER_E):
+        i += 1
+        eneg = False
+        if i < n and (buf[i] == PLUS or buf[i] == MINUS):
+            eneg = buf[i] == MINUS
+            i += 1
+        e = 0
+        edigits = 0
+        while i < n and ZERO <= buf[i] <= NINE:
+            if e < 100000:
+                e = e * 10 + (buf[i] - ZERO)
+            edigits += 1
+            i += 1
+        if edigits == 0:
+            return 0.0, i, False
+        exp10 += -e if eneg else e
+    value = 0.0
+    if mant != 0:
+        while mant % 10 == 0:
+            mant //= 10
+            exp10 += 1
+        if mant <= _TWO53 and -22 <= exp10 <= 22:
+            if exp10 >= 0:
+                value = float(mant) * _POW10[exp10]
+            else:
+                value = float(mant) / _POW10[-exp10]
+        elif exp10 > 310:
+            value = np.inf
+        elif exp10 < -350:
+            value = 0.0
+        else:
+            value = float(mant) * 10.0 ** exp10
+    return (-value if neg else value), i, True
+
+
+@njit(cache=True)
+def number_value(buf, i, n):
+    """A price or quantity at ``i``: a decimal string or a JSON number. ``(value, end, ok)``.
+
+    ``end`` is just past the value; ``ok`` is False for anything else, including a valid JSON
+    value that is not a finite number (the caller tells malformed JSON from a bad number by
+    calling :func:`scalar_end` when ``end`` is -1).
+    """
+    if i >= n:
+        return 0.0, -1, False
+    if buf[i] == QUOTE:
+        value, j, ok = decimal_at(buf, i + 1, n)
+        if ok and j < n and buf[j] == QUOTE and np.isfinite(value):
+            return value, j + 1, True
+        return 0.0, string_end(buf, i, n), False
+    j = number_end(buf, i, n)
+    if j < 0:
+        return 0.0, -1, False
+    value, k, ok = decimal_at(buf, i, j)
+    if ok and k == j and np.isfinite(value):
+        return value, j, True
+    return 0.0, j, False
+
+
+@njit(cache=True)
+def integer_value(buf, s, e):
+    """An integer id or time in ``buf[s:e]`` (a JSON integer or a quoted one): ``(value, ok)``."""
+    if s < e and buf[s] == QUOTE:
+        s += 1
+        e -= 1
+    neg = False
+    if s < e and buf[s] == MINUS:
+        neg = True
+        s += 1
+    if s >= e or e - s > 18:
+        return 0, False
+    v = np.int64(0)
+    for k in range(s, e):
+        c = buf[k]
+        if c < ZERO or c > NINE:
+            return 0, False
+        v = v * 10 + (c - ZERO)
+    return (-v if neg else v), True
+
+
+@njit(cache=True)
+def iso_time_ms(buf, s, e):
+    """Milliseconds since the epoch of ``"YYYY-MM-DDTHH:MM:SS[.fff…](Z|+00:00)"`` in ``buf[s:e]``.
+
+    ``s``/``e`` include the quotes. Returns -1 when the text is not such a timestamp.
+    """
+    s += 1
+    e -= 1
+    if e - s < 20:
+        return -1
+    vals = np.zeros(6, dtype=np.int64)
+    widths = (4, 2, 2, 2, 2, 2)
+    seps = (45, 45, 84, 58, 58, 0)
+    p = s
+    for f in range(6):
+        v = 0
+        for _ in range(widths[f]):
+            c = buf[p]
+            if c < ZERO or c > NINE:
+                return -1
+            v = v * 10 + (c - ZERO)
+            p += 1
+        vals[f] = v
+        if f < 5:
+            if buf[p] != seps[f] and not (f == 2 and buf[p] == 32):
+                return -1
+            p += 1
+    ms = 0
+    if p < e and buf[p] == DOT:
+        p += 1
+        scale = 100
+        start = p
+        while p < e and ZERO <= buf[p] <= NINE:
+            ms += (buf[p] - ZERO) * scale
+            scale //= 10
+            p += 1
+        if p == start:
+            return -1
+    if p < e and buf[p] == 90:  # Z
+        p += 1
+    elif p + 6 == e and (buf[p] == PLUS or buf[p] == MINUS) and buf[p + 1] == ZERO \
+            and buf[p + 2] == ZERO and buf[p + 3] == COLON and buf[p + 4] == ZERO and buf[p + 5] == ZERO:
+        p += 6
+    else:
+        return -1
+    if p != e:
+        return -1
+    y, mo, d = vals[0], vals[1], vals[2]
+    if mo < 1 or mo > 12 or d < 1 or d > 31 or vals[3] > 23 or vals[4] > 59 or vals[5] > 60:
+        return -1
+    # days from civil (Howard Hinnant's algorithm)
+    y2 = y - 1 if mo <= 2 else y
+    era = y2 // 400
+    yoe = y2 - era * 400
+    mp = mo + 9 if mo <= 2 else mo - 3
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    return ((days * 24 + vals[3]) * 60 + vals[4]) * 60000 + vals[5] * 1000 + ms

@@ -1,0 +1,262 @@
+"""The store: one named shared-memory segment per instance, viewed through :mod:`rtsig.layout`.
+
+The supervisor creates and unlinks it; every other process attaches. ``rtsig signals`` uses the
+same layout over private memory (:meth:`Store.in_memory`), so the offline path runs exactly the
+code of the live one.
+
+Python 3.11's ``SharedMemory`` registers every segment it opens with the resource tracker, which
+unlinks it when *that* process exits — an attaching worker would delete the supervisor's store.
+Both creator and attachers therefore unregister; cleanup is explicit (:meth:`Store.unlink`), and
+a segment left behind by a killed instance is recognised (its owner pid is gone or reused) and
+reclaimed by the next :meth:`Store.create` of the same name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from multiprocessing import resource_tracker, shared_memory
+
+import numpy as np
+
+from rtsig import counters
+from rtsig.decode import symbol_find, symbol_hash, symbol_insert
+from rtsig.errors import LayoutMismatch, StoreError, StoreInUse
+from rtsig.layout import ASK, BID, HEADER_DTYPE, LAYOUT_VERSION, MAGIC, Layout
+from rtsig.settings import SYMBOL_BYTES, Settings
+
+log = logging.getLogger(__name__)
+
+REGION_NAMES = (
+    "header", "symbols", "symbol_names", "symbol_slots", "market", "book_meta", "book_levels",
+    "trades", "tickers", "events", "event_message_ids", "event_cursors", "counters",
+    "last_signal_ms",
+)
+
+
+def segment_name(instance: str) -> str:
+    """The shared-memory name of an instance (``/dev/shm/<name>`` on Linux)."""
+    return f"rtsig-{instance}"
+
+
+def process_start_ticks(pid: int) -> int:
+    """Start time of ``pid`` in clock ticks since boot (0 if unknown), to detect pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def owner_alive(pid: int, start_ticks: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return start_ticks == 0 or process_start_ticks(pid) in (0, start_ticks)
+
+
+def _untrack(shm: shared_memory.SharedMemory) -> None:
+    try:
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+    except Exception:  # pragma: no cover - tracker absent
+        pass
+
+
+class Store:
+    """Numpy views of one store; attribute per region (``store.market``, ``store.trades`` …)."""
+
+    header: np.ndarray
+    symbols: np.ndarray
+    symbol_names: np.ndarray
+    symbol_slots: np.ndarray
+    market: np.ndarray
+    book_meta: np.ndarray
+    book_levels: np.ndarray
+    trades: np.ndarray
+    tickers: np.ndarray
+    events: np.ndarray
+    event_message_ids: np.ndarray
+    event_cursors: np.ndarray
+    counters: np.ndarray
+    last_signal_ms: np.ndarray
+
+    def __init__(self, layout: Layout, buffer, shm: shared_memory.SharedMemory | None = None,
+                 readonly: bool = False) -> None:
+        self.layout = layout
+        self._shm = shm
+        self._buffer = buffer
+        self.readonly = readonly
+        for name, arr in layout.views(buffer, readonly=readonly).items():
+            setattr(self, name, arr)
+        self._name_cache: dict[str, int] = {}
+        self._name_cache_count = 0
+
+    # ----- life cycle
+    @classmethod
+    def in_memory(cls, settings: Settings, n_workers: int | None = None) -> "Store":
+        """A private store (offline mode and tests): same layout, no shared memory."""
+        layout = Layout.from_settings(settings, counters.N_COUNTERS)
+        if n_workers is not None:
+            layout = Layout(layout.max_symbols, layout.book_ring, layout.trade_ring,
+                            layout.ticker_ring, layout.event_ring, n_workers, layout.n_counters)
+        buffer = bytearray(layout.total_bytes)
+        store = cls(layout, buffer)
+        store._initialise(settings)
+        return store
+
+    @classmethod
+    def create(cls, settings: Settings, name: str | None = None) -> "Store":
+        """Create the instance's segment, reclaiming one left by a dead instance."""
+        name = name or segment_name(settings.instance)
+        layout = Layout.from_settings(settings, counters.N_COUNTERS)
+        try:
+            shm = shared_memory.SharedMemory(name=name, create=True, size=layout.total_bytes)
+        except FileExistsError:
+            cls._reclaim(name)
+            shm = shared_memory.SharedMemory(name=name, create=True, size=layout.total_bytes)
+        _untrack(shm)
+        store = cls(layout, shm.buf, shm)
+        store._initialise(settings)
+        return store
+
+    @staticmethod
+    def _reclaim(name: str) -> None:
+        old = shared_memory.SharedMemory(name=name)
+        _untrack(old)
+        try:
+            header = np.ndarray((1,), dtype=HEADER_DTYPE, buffer=old.buf)[0] \
+                if old.size >= HEADER_DTYPE.itemsize else None
+            if header is not None and int(header["magic"]) == MAGIC \
+                    and owner_alive(int(header["owner_pid"]), int(header["owner_start_ticks"])):
+                raise StoreInUse(
+                    f"shared memory {name!r} belongs to running pid {int(header['owner_pid'])}; "
+                    "stop it or choose another RTSIG_INSTANCE")
+            log.warning("reclaiming stale shared memory %s left by a dead instance", name)
+            del header
+        finally:
+            old.close()
+        try:
+            old.unlink()
+        except FileNotFoundError:  # pragma: no cover - raced with another reclaimer
+            pass
+
+    @classmethod
+    def attach(cls, name: str, readonly: bool = False) -> "Store":
+        """Attach to a running instance's segment (read-only views for readers)."""
+        try:
+            shm = shared_memory.SharedMemory(name=name)
+        except FileNotFoundError:
+            raise StoreError(f"no shared memory named {name!r}: is `rtsig run` running?") from None
+        _untrack(shm)
+        header = np.ndarray((1,), dtype=HEADER_DTYPE, buffer=shm.buf)[0]
+        if int(header["magic"]) != MAGIC or int(header["layout_version"]) != LAYOUT_VERSION:
+            shm.close()
+            raise LayoutMismatch(f"{name!r} is not an rtsig store of layout version {LAYOUT_VERSION}")
+        layout = Layout.from_header(bytes(shm.buf[:HEADER_DTYPE.itemsize]), counters.N_COUNTERS)
+        if layout.total_bytes > shm.size:
+            shm.close()
+            raise LayoutMismatch(f"{name!r} is smaller than its header says")
+        return cls(layout, shm.buf, shm, readonly=readonly)
+
+    def _initialise(self, settings: Settings) -> None:
+        h = self.header[0]
+        h["owner_pid"] = os.getpid()
+        h["owner_start_ticks"] = process_start_ticks(os.getpid())
+        h["created_ns"] = time.time_ns()
+        self.last_signal_ms[...] = np.iinfo(np.int64).min
+        self.layout.stamp_header(self.header)
+        if settings.trading_symbols is not None:
+            for symbol in settings.trading_symbols:
+                self.add_symbol(symbol)
+
+    def close(self) -> None:
+        """Drop this process's views (the segment stays for the others)."""
+        for name in REGION_NAMES:
+            if hasattr(self, name):
+                delattr(self, name)
+        self._buffer = None
+        if self._shm is not None:
+            self._shm.close()
+
+    def unlink(self) -> None:
+        """Remove the segment (supervisor only, after every process has stopped)."""
+        if self._shm is not None:
+            try:
+                self._shm.unlink()
+            except FileNotFoundError:
+                pass
+
+    @property
+    def name(self) -> str | None:
+        return self._shm.name if self._shm is not None else None
+
+    # ----- symbols
+    @property
+    def symbol_count(self) -> int:
+        return int(self.header[0]["symbol_count"])
+
+    def add_symbol(self, symbol: str) -> int:
+        """Register a symbol before data arrives (configured TRADING_SYMBOLS); its id."""
+        raw = np.frombuffer(symbol.encode(), dtype=np.uint8)
+        if not 0 < raw.size <= SYMBOL_BYTES:
+            raise ValueError(f"symbol {symbol!r} must be 1-{SYMBOL_BYTES} bytes")
+        h = symbol_hash(raw, 0, raw.size)
+        sid = symbol_find(self.symbols, self.symbol_names, self.symbol_slots, raw, 0, raw.size, h)
+        if sid >= 0:
+            return int(sid)
+        sid = symbol_insert(self.header, self.symbols, self.symbol_names, self.symbol_slots, raw,
+                            0, raw.size, h, self.layout.n_workers)
+        if sid < 0:
+            raise StoreError(f"symbol table full ({self.layout.max_symbols}); raise RTSIG_MAX_SYMBOLS")
+        return int(sid)
+
+    def symbol_name(self, sid: int) -> str:
+        n = int(self.symbols[sid]["name_len"])
+        return bytes(self.symbol_names[sid, :n]).decode("utf-8", "replace")
+
+    def symbol_id(self, symbol: str) -> int | None:
+        """Id of a symbol by name (upper-cased), or None; cached, refreshed as symbols appear."""
+        count = self.symbol_count
+        if count != self._name_cache_count:
+            for sid in range(self._name_cache_count, count):
+                self._name_cache[self.symbol_name(sid)] = sid
+            self._name_cache_count = count
+        return self._name_cache.get(symbol.upper())
+
+    def symbol_list(self) -> list[str]:
+        return [self.symbol_name(sid) for sid in range(self.symbol_count)]
+
+    # ----- consistent reads for Python-level readers (web, tests)
+    def latest_book(self, sid: int, retries: int = 100):
+        """Copy of the newest order-book snapshot of ``sid`` via its seqlock, or None.
+
+        Returns ``(levels[2, 20, 2], bid_count, ask_count, meta_record_copy)``.
+        """
+        for _ in range(retries):
+            end = int(self.market[sid]["book_end"])
+            if end == 0:
+                return None
+            pos = end - 1
+            slot = pos & (self.layout.book_ring - 1)
+            seq1 = int(self.book_meta[sid, slot]["seq"])
+            levels = self.book_levels[sid, slot].copy()
+            meta = self.book_meta[sid, slot].copy()
+            seq2 = int(self.book_meta[sid, slot]["seq"])
+            if seq1 == seq2 == 2 * pos + 2:
+                return levels, int(meta["bid_count"]), int(meta["ask_count"]), meta
+        return None
+
+    def book_sides(self, sid: int):
+        """The newest book as two lists of (price, qty), bids then asks (tests, debugging)."""
+        book = self.latest_book(sid)
+        if book is None:
+            return None
+        levels, nb, na, _ = book
+        return ([tuple(x) for x in levels[BID, :nb]], [tuple(x) for x in levels[ASK, :na]])

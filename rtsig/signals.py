@@ -1,0 +1,135 @@
+"""The signal builder: kernel candidates → the signal objects of interfaces.md §3.
+
+Applies, in order, the global confidence floor (``MIN_CONFIDENCE``) and the strategy's event-time
+cool-down (``min_signal_interval``; a suppressed candidate does not restart it), then fills every
+field of the contract and serialises it with orjson. Candidates are rare next to messages, so
+this runs in Python.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Callable
+
+import numpy as np
+import orjson
+
+from kernels.output import (
+    INDICATOR_NAMES, METADATA_NAMES, OUT_CONFIDENCE, OUT_CURRENT_PRICE, OUT_INDICATORS,
+    OUT_METADATA, OUT_PRICE,
+)
+from rtsig import codes
+from rtsig import counters as C
+from rtsig.params import ParameterTable
+from rtsig.registry import REALTIME_IDS
+from rtsig.settings import Settings
+
+INTEGER_INDICATORS = frozenset({"window_trades"})
+
+
+def strength(confidence: float) -> str:
+    """``extreme`` ≥ 0.9, ``strong`` ≥ 0.7, ``medium`` ≥ 0.5, else ``weak``."""
+    if confidence >= 0.9:
+        return "extreme"
+    if confidence >= 0.7:
+        return "strong"
+    if confidence >= 0.5:
+        return "medium"
+    return "weak"
+
+
+def risk_levels(action: int, price: float, stop_loss_pct: float, take_profit_pct: float) -> tuple[float, float]:
+    """``(stop_loss, take_profit)``: below/above the price for a buy, mirrored for a sell."""
+    if action == codes.ACTION_BUY:
+        return price * (1.0 - stop_loss_pct), price * (1.0 + take_profit_pct)
+    return price * (1.0 + stop_loss_pct), price * (1.0 - take_profit_pct)
+
+
+def iso_utc_ms(epoch_ns: int) -> str:
+    """``2024-01-01T00:00:00.000Z`` for an epoch time in nanoseconds."""
+    seconds, ns = divmod(epoch_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1_000_000:03d}Z"
+
+
+def _number(x: float) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+class SignalBuilder:
+    """Turns candidates into signals for one process (its own counters and cool-down rows)."""
+
+    def __init__(self, settings: Settings, params: ParameterTable, last_signal_ms: np.ndarray,
+                 counters: np.ndarray, symbol_name: Callable[[int], str],
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.settings = settings
+        self.params = params
+        self.last_signal_ms = last_signal_ms
+        self.counters = counters
+        self.symbol_name = symbol_name
+        self.clock_ns = clock_ns
+
+    def build(self, number: int, sid: int, action: int, row: np.ndarray, event_time_ms: int,
+              message_id: str | None) -> dict | None:
+        """The signal for one candidate, or None when the floor or the cool-down holds it back."""
+        confidence = float(row[OUT_CONFIDENCE])
+        if confidence < self.settings.min_confidence:
+            self.counters[C.SIGNALS_BELOW_CONFIDENCE] += 1
+            return None
+        side = 0 if action == codes.ACTION_BUY else 1
+        interval_ms = self.params.interval_ms(sid, number)
+        last = int(self.last_signal_ms[sid, number, side])
+        if interval_ms > 0 and event_time_ms - last < interval_ms:
+            self.counters[C.SIGNALS_COOLDOWN] += 1
+            return None
+        self.last_signal_ms[sid, number, side] = event_time_ms
+        self.counters[C.signal_counter(number, action)] += 1
+
+        strategy_id = REALTIME_IDS[number]
+        price = float(row[OUT_PRICE])
+        sl_pct, tp_pct = self.params.risk(sid, number)
+        stop_loss, take_profit = risk_levels(action, price, sl_pct, tp_pct)
+        indicators = {}
+        for k, name in enumerate(INDICATOR_NAMES[strategy_id]):
+            value = row[OUT_INDICATORS + k]
+            indicators[name] = int(value) if name in INTEGER_INDICATORS else _number(value)
+        metadata: dict = {"strategy": strategy_id}
+        for k, name in enumerate(METADATA_NAMES[strategy_id]):
+            metadata[name] = _number(row[OUT_METADATA + k])
+        metadata["strategy_config"] = self.params.config(sid, number).as_metadata()
+        if message_id:
+            metadata["message_id"] = message_id
+        metadata["event_time"] = int(event_time_ms)
+        return {
+            "signal_id": str(uuid.uuid4()),
+            "strategy_id": strategy_id,
+            "strategy": strategy_id,
+            "source": self.settings.signal_source,
+            "symbol": self.symbol_name(sid),
+            "action": codes.ACTION_NAMES[action],
+            "confidence": confidence,
+            "strength": strength(confidence),
+            "price": price,
+            "quantity": self.settings.signal_quantity,
+            "current_price": float(row[OUT_CURRENT_PRICE]),
+            "timeframe": "tick",
+            "order_type": "market",
+            "time_in_force": "GTC",
+            "stop_loss": stop_loss,
+            "take_profit": take_profit,
+            "stop_loss_pct": sl_pct,
+            "take_profit_pct": tp_pct,
+            "indicators": indicators,
+            "metadata": metadata,
+            "timestamp": iso_utc_ms(self.clock_ns()),
+        }
+
+    def subject(self, signal: dict) -> str:
+        topic = self.settings.nats_publisher_topic
+        return f"{topic}.{signal['strategy_id']}" if self.settings.signal_subject_per_strategy else topic
+
+
+def serialize(signal: dict) -> bytes:
+    """The signal as UTF-8 JSON (orjson)."""
+    return orjson.dumps(signal)

@@ -1,0 +1,46 @@
+"""Events → signals for one process: the evaluation step shared by workers and ``rtsig signals``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtsig.params import ParameterTable
+from rtsig.signals import SignalBuilder
+from workers.evaluate import evaluate_events, new_candidate_buffers
+
+
+class EventJudge:
+    """Runs :func:`evaluate_events` on a span of events and builds the signals it finds."""
+
+    def __init__(self, store, params: ParameterTable, builder: SignalBuilder, counter_row: int,
+                 capacity: int) -> None:
+        self.store = store
+        self.params = params
+        self.builder = builder
+        self.counters = store.counters[counter_row]
+        self.cand_info, self.cand_rows = new_candidate_buffers(capacity)
+        self._symbols_known = 0
+
+    def judge(self, events: np.ndarray, message_ids: np.ndarray, first: int, count: int) -> list[dict]:
+        """Signals for ``events[first:first+count]`` (modulo the array length), in event order."""
+        if count > len(self.cand_info):
+            self.cand_info, self.cand_rows = new_candidate_buffers(count)
+        store = self.store
+        if store.symbol_count != self._symbols_known:
+            self.params.sync_symbols(store.symbol_list())
+            self._symbols_known = store.symbol_count
+        n = evaluate_events(events, first, count, store.book_meta, store.book_levels, store.market,
+                            store.trades, store.tickers, self.params.values, self.params.enabled,
+                            self.counters, self.cand_info, self.cand_rows)
+        signals = []
+        for c in range(n):
+            info = self.cand_info[c]
+            idx = int(info["event_index"])
+            ev = events[idx]
+            mid = message_ids[idx]
+            message_id = bytes(mid[1:1 + mid[0]]).decode("utf-8", "replace") if mid[0] else None
+            signal = self.builder.build(int(info["strategy"]), int(ev["symbol"]), int(info["action"]),
+                                        self.cand_rows[c], int(ev["event_time_ms"]), message_id)
+            if signal is not None:
+                signals.append(signal)
+        return signals

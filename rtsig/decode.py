@@ -33,7 +33,7 @@ from rtsig.jsonscan import (
 from rtsig.layout import (
     ASK, BID, DEPTH_LEVELS, EVENT_DTYPE, MESSAGE_ID_BYTES, PRICE, QTY, VENUE_FUTURES, VENUE_SPOT,
 )
-from rtsig.seqlock import memory_fence
+from rtsig.seqlock import release_fence
 from rtsig.settings import SYMBOL_BYTES
 
 AT, BANG = 64, 33
@@ -160,13 +160,13 @@ def symbol_insert(header, symbols, symbol_names, symbol_slots, buf, s, e, h, n_w
     symbols[sid].name_hash = h
     symbols[sid].name_len = m
     symbols[sid].worker = sid % n_workers
-    memory_fence()
+    release_fence()
     mask = symbol_slots.shape[0] - 1
     j = np.int64(h & np.uint64(mask))
     while symbol_slots[j] != 0:
         j = (j + 1) & mask
     symbol_slots[j] = sid + 1
-    memory_fence()
+    release_fence()
     header[0].symbol_count = sid + 1
     return sid
 
@@ -675,7 +675,7 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
         slot = pos & (book_meta.shape[1] - 1)
         meta = book_meta[sid, slot:slot + 1]
         meta[0].seq = 2 * pos + 1
-        memory_fence()
+        release_fence()
         for k in range(bid_count):
             book_levels[sid, slot, BID, k, PRICE] = scratch[BID, k, PRICE]
             book_levels[sid, slot, BID, k, QTY] = scratch[BID, k, QTY]
@@ -687,7 +687,7 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
         meta[0].last_update_id = id1
         meta[0].event_time_ms = t_ms
         meta[0].receipt_ns = receipt_ns
-        memory_fence()
+        release_fence()
         meta[0].seq = 2 * pos + 2
         mk[0].book_end = pos + 1
     elif kind == codes.KIND_TRADE or kind == codes.KIND_AGG_TRADE:
@@ -695,31 +695,31 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
         pos = mk[0].trade_end
         slot = pos & (trades.shape[1] - 1)
         mk[0].trade_begin = pos + 1
-        memory_fence()
+        release_fence()
         tr = trades[sid, slot:slot + 1]
         tr[0].event_time_ms = t_ms
         tr[0].trade_id = id1
         tr[0].price = f1
         tr[0].quantity = f2
         tr[0].is_buyer_maker = flag
-        memory_fence()
+        release_fence()
         mk[0].trade_end = pos + 1
     elif kind == codes.KIND_TICKER:
         pos = mk[0].ticker_end
         slot = pos & (tickers.shape[1] - 1)
         mk[0].ticker_begin = pos + 1
-        memory_fence()
+        release_fence()
         tk = tickers[sid, slot:slot + 1]
         tk[0].event_time_ms = t_ms
         tk[0].last_price = f1
         tk[0].base_volume = f2
         tk[0].quote_volume = f3
-        memory_fence()
+        release_fence()
         mk[0].ticker_end = pos + 1
     # quotes and last price, under the per-symbol quote seqlock
     q = mk[0].quote_seq
     mk[0].quote_seq = q + 1
-    memory_fence()
+    release_fence()
     if kind == codes.KIND_BOOK_TICKER:
         mk[0].best_bid = f1
         mk[0].best_bid_qty = f2
@@ -737,7 +737,7 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
         mk[0].last_price_time_ms = t_ms
     mk[0].last_event_time_ms = t_ms
     mk[0].last_receipt_ns = receipt_ns
-    memory_fence()
+    release_fence()
     mk[0].quote_seq = q + 2
     kind_out = kind
 

@@ -27,8 +27,14 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-run: $(STAMP)
-	$(BIN)/rtsig demo
+SAMPLE := var/sample.jsonl
+
+$(SAMPLE): rtsig/synthetic.py | $(STAMP)
+	@mkdir -p var
+	$(BIN)/python -m rtsig.synthetic $(SAMPLE) --seconds 180
+
+run: $(STAMP) $(SAMPLE)
+	$(BIN)/rtsig signals $(SAMPLE)
 
 bench: $(STAMP)
 	$(BIN)/python -m perf.microbench

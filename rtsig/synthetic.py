@@ -179,3 +179,20 @@ def write_feed(path: str, duration_s: float = 180.0, symbols: tuple[str, ...] = 
             f.write(message + b"\n")
             n += 1
     return n
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write a reproducible synthetic Binance feed (JSON lines).")
+    parser.add_argument("path")
+    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS))
+    args = parser.parse_args()
+    n = write_feed(args.path, args.seconds, tuple(args.symbols.split(",")), args.seed)
+    print(f"wrote {n} messages to {args.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The Numba strategy kernels: small typed loops over the shared-memory store's arrays.
+
+Each kernel is ``@njit(cache=True)`` and does no validation (the decoder and the registry do).
+Compile them once, before the workers start, with :func:`warm_up` (numba issue 4807: several
+processes compiling the same cached function at once can crash).
+
+Frozen constants: parameter positions and output columns are module-level integers frozen into
+the compiled code; Numba's cache directory is keyed by a hash of the source
+(``rtsig/_jitcache.py``), so changing the registry or the output columns recompiles everything.
+
+The package attributes ``kernels.orderbook_skew`` etc. are the kernel functions (they shadow the
+submodules of the same name); reach a submodule with ``from kernels.orderbook_skew import …``.
+Signatures: ``orderbook_skew(levels, bid_count, ask_count, params, out) -> action``,
+``trade_momentum(trades, position, params, out) -> action``,
+``ticker_velocity(tickers, position, lowest_position, params, out) -> action | RESULT_OVERRUN``,
+``depth_metrics(levels, bid_count, ask_count, out) -> None``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.depth_metrics import depth_metrics
+from kernels.orderbook_skew import orderbook_skew
+from kernels.output import DEPTH_METRICS_WIDTH, OUT_WIDTH
+from kernels.ticker_velocity import ticker_velocity
+from kernels.trade_momentum import trade_momentum
+
+__all__ = ["depth_metrics", "orderbook_skew", "ticker_velocity",
+           "trade_momentum", "warm_up"]
+
+
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel for the argument types the service uses.
+
+    Both writable and read-only views of the market data are covered (the web process may attach
+    the store read-only); positions and counts are Python ints / int64.
+    """
+    from rtsig.layout import ASK, BID, DEPTH_LEVELS, PRICE, QTY, TICKER_DTYPE, TRADE_DTYPE
+    from rtsig.registry import STRATEGIES
+
+    levels = np.zeros((2, DEPTH_LEVELS, 2), dtype=np.float64)
+    levels[BID, 0, PRICE], levels[BID, 0, QTY] = 100.0, 2.0
+    levels[ASK, 0, PRICE], levels[ASK, 0, QTY] = 100.01, 1.0
+    trades = np.zeros(4, dtype=TRADE_DTYPE)
+    trades["event_time_ms"] = [0, 1, 2, 3]
+    trades["price"] = 100.0
+    trades["quantity"] = 1.0
+    tickers = np.zeros(4, dtype=TICKER_DTYPE)
+    tickers["event_time_ms"] = [0, 20_000, 40_000, 60_000]
+    tickers["last_price"] = 100.0
+    tickers["base_volume"] = 1000.0
+    params = {sid: STRATEGIES[sid].as_array({}) for sid in
+              ("orderbook_skew", "trade_momentum", "ticker_velocity")}
+    out = np.zeros(OUT_WIDTH, dtype=np.float64)
+    metrics = np.zeros(DEPTH_METRICS_WIDTH, dtype=np.float64)
+
+    for readonly in (False, True):
+        book, ring, ticks = levels.copy(), trades.copy(), tickers.copy()
+        for array in (book, ring, ticks):
+            array.flags.writeable = not readonly
+        orderbook_skew(book, 1, 1, params["orderbook_skew"], out)
+        trade_momentum(ring, 3, params["trade_momentum"], out)
+        ticker_velocity(ticks, 3, 0, params["ticker_velocity"], out)
+        depth_metrics(book, 1, 1, metrics)

@@ -4,6 +4,7 @@ The public surface is small: :class:`Settings`, the strategy registry and the er
 Everything else is reached through the ``rtsig`` command (``rtsig --help``).
 """
 
+from rtsig import _jitcache  # noqa: F401  (first: sets Numba's cache directory)
 from rtsig.errors import (
     InputError,
     LayoutMismatch,

@@ -20,7 +20,7 @@ from rtsig import codes
 from rtsig import counters as C
 from rtsig.layout import DEPTH_LEVELS
 from rtsig.registry import strategy_number
-from rtsig.seqlock import memory_fence
+from rtsig.seqlock import acquire_fence
 
 S_SKEW = strategy_number("orderbook_skew")
 S_MOMENTUM = strategy_number("trade_momentum")
@@ -62,7 +62,7 @@ def evaluate_events(events, first, count, book_meta, book_levels, market, trades
                 strategy = S_SKEW
                 slot = pos & (book_ring - 1)
                 seq1 = book_meta[sid, slot].seq
-                memory_fence()
+                acquire_fence()
                 nb = book_meta[sid, slot].bid_count
                 na = book_meta[sid, slot].ask_count
                 for side in range(2):
@@ -70,7 +70,7 @@ def evaluate_events(events, first, count, book_meta, book_levels, market, trades
                     for k in range(n_side):
                         levels[side, k, 0] = book_levels[sid, slot, side, k, 0]
                         levels[side, k, 1] = book_levels[sid, slot, side, k, 1]
-                memory_fence()
+                acquire_fence()
                 seq2 = book_meta[sid, slot].seq
                 if seq1 != 2 * pos + 2 or seq2 != seq1:
                     overrun = True
@@ -80,9 +80,8 @@ def evaluate_events(events, first, count, book_meta, book_levels, market, trades
             if enabled[S_MOMENTUM]:
                 strategy = S_MOMENTUM
                 action = trade_momentum(trades[sid], pos, params[sid, S_MOMENTUM], out)
-                memory_fence()
-                oldest = pos if action == codes.ACTION_NONE else np.int64(out[OUT_OLDEST_POSITION])
-                if market[sid].trade_begin - trade_cap > min(oldest, pos):
+                acquire_fence()
+                if market[sid].trade_begin - trade_cap > np.int64(out[OUT_OLDEST_POSITION]):
                     overrun = True
         elif kind == codes.KIND_TICKER:
             if enabled[S_VELOCITY]:
@@ -92,14 +91,11 @@ def evaluate_events(events, first, count, book_meta, book_levels, market, trades
                     overrun = True
                 else:
                     action = ticker_velocity(tickers[sid], pos, lowest, params[sid, S_VELOCITY], out)
-                    memory_fence()
+                    acquire_fence()
                     if action == RESULT_OVERRUN:
                         overrun = True
-                    else:
-                        oldest = pos if action == codes.ACTION_NONE \
-                            else np.int64(out[OUT_OLDEST_POSITION])
-                        if market[sid].ticker_begin - ticker_cap > min(oldest, pos):
-                            overrun = True
+                    elif market[sid].ticker_begin - ticker_cap > np.int64(out[OUT_OLDEST_POSITION]):
+                        overrun = True
         if strategy < 0:
             continue
         if overrun:

@@ -1,0 +1,47 @@
+"""Where Numba keeps compiled code: a directory keyed by a hash of rtsig's source.
+
+Numba's on-disk cache is invalidated only when a function's *own* file changes. Kernels freeze
+module-level constants (parameter positions from ``rtsig/registry.py``, output columns from
+``kernels/output.py``) and jitted callers embed their callees, so a change elsewhere could leave
+stale machine code that silently reads the wrong parameter. Keying the cache directory by a hash
+of every source file of the packages that hold jitted code makes any change start a fresh cache.
+
+Must run before the first ``@njit(cache=True)`` decorator executes: ``rtsig/__init__.py`` calls it,
+and every jitted module imports ``rtsig`` first. An explicit ``NUMBA_CACHE_DIR`` is respected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+_PACKAGES = ("rtsig", "kernels", "workers")
+
+
+def source_hash(root: Path) -> str:
+    digest = hashlib.sha256()
+    for package in _PACKAGES:
+        for path in sorted((root / package).glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def configure() -> str | None:
+    """Point Numba's cache at ``<checkout>/.numba_cache/<source hash>``; return the directory."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    root = Path(__file__).resolve().parent.parent
+    directory = root / ".numba_cache" / source_hash(root)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only install: keep Numba's default (__pycache__ beside the sources)
+        return None
+    from numba import config
+
+    config.CACHE_DIR = str(directory)
+    return str(directory)
+
+
+CACHE_DIR = configure()

@@ -1,0 +1,203 @@
+"""Slow, obvious reference implementations of the kernels, written from strategies.md.
+
+Plain lists, tuples and dicts; nothing from ``kernels/``. Each strategy returns None (no signal)
+or ``(action, confidence, price, current_price, indicators, metadata)`` with the indicators and
+metadata as dicts. ``ticker_velocity`` may also return :data:`OVERRUN`.
+
+Sums are explicit left-to-right loops (oldest / best first), not ``sum()``, whose float
+algorithm changed in Python 3.12.
+"""
+
+from __future__ import annotations
+
+import math
+
+CAP = 0.95
+BUY, SELL = 1, -1
+OVERRUN = "overrun"
+
+
+def clamp(x, lo, hi):
+    return max(lo, min(hi, x))
+
+
+def total(values):
+    result = 0.0
+    for v in values:
+        result = result + v
+    return result
+
+
+# --- orderbook_skew ------------------------------------------------------------------------------
+
+def orderbook_skew(bids, asks, params):
+    """``bids``/``asks``: lists of (price, qty), best first."""
+    if not bids or not asks:
+        return None
+    top_levels = int(params["top_levels"])
+    B = total(q for _, q in bids[:top_levels])
+    A = total(q for _, q in asks[:top_levels])
+    if B + A < params["min_total_volume"] or A == 0:
+        return None
+    best_bid, best_ask = bids[0][0], asks[0][0]
+    if best_bid <= 0:  # decision: cannot happen after decoding; no signal rather than an error
+        return None
+    ratio = B / A
+    spread_percent = (best_ask - best_bid) / best_bid * 100
+    if spread_percent > params["min_spread_percent"]:
+        return None
+    bt, st = params["buy_threshold"], params["sell_threshold"]
+    if ratio > bt:
+        action, imb, price = BUY, clamp((ratio - bt) / bt, 0, 1), best_bid
+    elif ratio < st:
+        action, imb, price = SELL, clamp((st - ratio) / st, 0, 1), best_ask
+    else:
+        return None
+    spr = clamp(1 - spread_percent / params["min_spread_percent"], 0, 1)
+    iw, sw, base = params["imbalance_weight"], params["spread_weight"], params["base_confidence"]
+    w = iw + sw
+    if w == 0:
+        confidence = base
+    else:
+        confidence = min(CAP, base + (CAP - base) * (iw * imb + sw * spr) / w)
+    indicators = {"bid_volume": B, "ask_volume": A, "ratio": ratio,
+                  "spread_percent": spread_percent}
+    metadata = {"top_bid": best_bid, "top_ask": best_ask}
+    return action, confidence, price, (best_bid + best_ask) / 2, indicators, metadata
+
+
+# --- trade_momentum ------------------------------------------------------------------------------
+
+def trade_momentum(history, params):
+    """``history``: dict trades ``{"E", "p", "q", "m"}`` oldest first, the current one last."""
+    current = history[-1]
+    if current["q"] < params["min_quantity"]:
+        return None
+    window = history[-int(params["momentum_window"]):]
+    decay_ms = params["time_decay_seconds"] * 1000
+    W = [t for t in window if not current["E"] - t["E"] > decay_ms]
+    if len(W) < 2:
+        return None
+    p_first, p_last = W[0]["p"], current["p"]
+    if p_first <= 0:  # decision: cannot happen after decoding
+        return None
+    sum_q = total(t["q"] for t in W)
+    if sum_q == 0:
+        return None
+    pw, qw, mw = params["price_weight"], params["quantity_weight"], params["maker_weight"]
+    if pw + qw + mw == 0:
+        return None
+    side = -1 if current["m"] else 1
+    price_c = clamp((p_last - p_first) / p_first * 10_000 / params["price_scale_bps"], -1, 1)
+    mean_q = sum_q / len(W)
+    qty_c = side * min(1, current["q"] / mean_q)
+    buyer = total(t["q"] for t in W if not t["m"])
+    seller = total(t["q"] for t in W if t["m"])
+    flow_c = (buyer - seller) / sum_q
+    momentum = (pw * price_c + qw * qty_c + mw * flow_c) / (pw + qw + mw)
+    bt, st = params["buy_threshold"], params["sell_threshold"]
+    if momentum > bt and abs(bt) != 1:
+        action, threshold = BUY, bt
+    elif momentum < st and abs(st) != 1:
+        action, threshold = SELL, st
+    else:
+        return None
+    base = params["base_confidence"]
+    confidence = min(CAP, base + (abs(momentum) - abs(threshold)) / (1 - abs(threshold))
+                     * (CAP - base))
+    indicators = {"momentum": momentum, "price_component": price_c, "quantity_component": qty_c,
+                  "flow_component": flow_c, "window_trades": len(W)}
+    return action, confidence, p_last, p_last, indicators, {}
+
+
+# --- ticker_velocity -----------------------------------------------------------------------------
+
+def ticker_velocity(history, lowest, params):
+    """``history``: (E ms, c, v) tuples oldest first, the current one last; entries before index
+    ``lowest`` have been overwritten (unknown)."""
+    E_cur = history[-1][0]
+    window_ms = params["time_window"] * 1000
+    start = len(history) - 1
+    while start - 1 >= 0 and E_cur - history[start - 1][0] <= window_ms:
+        start -= 1
+    if lowest > 0 and start <= lowest:
+        return OVERRUN  # the window may reach into overwritten entries
+    S = history[start:]
+    if len(S) < 3:
+        return None
+    (E_first, c_first, v_first), (E_last, c_last, v_last) = S[0], S[-1]
+    span = (E_last - E_first) / 1000
+    if span < params["time_window"] / 4:
+        return None
+
+    def vel(i, j):
+        (E_i, c_i, _), (E_j, c_j, _) = S[i], S[j]
+        return (c_j - c_i) / c_i * 100 / ((E_j - E_i) / 60_000)
+
+    if c_first == 0:  # decision: no signal rather than a division by zero
+        return None
+    change = (c_last - c_first) / c_first * 100
+    if abs(change) < params["min_price_change"]:
+        return None
+    velocity = vel(0, len(S) - 1)
+    mid = (E_first + E_last) / 2
+    k = min(range(1, len(S) - 1), key=lambda i: (abs(S[i][0] - mid), i))
+    if S[k][1] == 0 or S[k][0] in (E_first, E_last):  # decision: zero c_i or zero time step
+        return None
+    acceleration = vel(k, len(S) - 1) - vel(0, k)
+    volume_change = (v_last - v_first) / v_first * 100 if v_first > 0 else math.nan
+    if params["volume_confirmation"]:
+        if not (v_first > 0 and volume_change >= params["min_volume_change"]):
+            return None
+    if velocity > params["buy_threshold"]:
+        action, d, threshold = BUY, 1, params["buy_threshold"]
+    elif velocity < params["sell_threshold"]:
+        action, d, threshold = SELL, -1, params["sell_threshold"]
+    else:
+        return None
+    confidence = min(CAP, params["base_confidence"]
+                     + min(0.2, (abs(velocity) - abs(threshold)) / 10)
+                     + params["acceleration_weight"] * clamp(d * acceleration / 10, -0.1, 0.1))
+    indicators = {"velocity": velocity, "acceleration": acceleration,
+                  "price_change_percent": change, "time_window": span,
+                  "volume_change_percent": volume_change}
+    return action, confidence, c_last, c_last, indicators, {}
+
+
+# --- depth metrics -------------------------------------------------------------------------------
+
+def depth_metrics(bids, asks):
+    """Dict of every depth metric; NaN where it cannot be computed."""
+    nan = math.nan
+    B = total(q for _, q in bids)
+    A = total(q for _, q in asks)
+    m = {"bid_volume": B, "ask_volume": A, "total_liquidity": B + A,
+         "bid_depth_5": total(q for _, q in bids[:5]), "ask_depth_5": total(q for _, q in asks[:5]),
+         "bid_depth_10": total(q for _, q in bids[:10]),
+         "ask_depth_10": total(q for _, q in asks[:10]),
+         "bid_levels": len(bids), "ask_levels": len(asks)}
+    if B + A > 0:
+        m["imbalance_ratio"] = (B - A) / (B + A)
+        m["buy_pressure"] = 100 * B / (B + A)
+        m["sell_pressure"] = 100 * A / (B + A)
+        m["net_pressure"] = m["buy_pressure"] - m["sell_pressure"]
+    else:
+        m["imbalance_ratio"] = m["buy_pressure"] = m["sell_pressure"] = m["net_pressure"] = nan
+    m["best_bid"] = bids[0][0] if bids else nan
+    m["best_ask"] = asks[0][0] if asks else nan
+    if bids and asks:
+        m["spread_abs"] = m["best_ask"] - m["best_bid"]
+        m["mid_price"] = (m["best_bid"] + m["best_ask"]) / 2
+        m["spread_bps"] = m["spread_abs"] / m["mid_price"] * 10_000 if m["mid_price"] else nan
+    else:
+        m["spread_abs"] = m["mid_price"] = m["spread_bps"] = nan
+    for name, side, volume in (("bid", bids, B), ("ask", asks, A)):
+        m[f"vwap_{name}"] = total(p * q for p, q in side) / volume if volume > 0 else nan
+        if side:
+            largest = max(q for _, q in side)
+            price, qty = next((p, q) for p, q in side if q == largest)  # nearest the top
+            m[f"strongest_{name}_price"], m[f"strongest_{name}_volume"] = price, qty
+        else:
+            m[f"strongest_{name}_price"] = m[f"strongest_{name}_volume"] = nan
+    m["vwap_spread"] = m["vwap_ask"] - m["vwap_bid"]
+    return m

@@ -1,0 +1,165 @@
+"""depth_metrics kernel against tests/reference.py, and the kernels package: exports, warm-up and
+the stale-cache guard."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels
+from kernels.output import DEPTH_METRIC_NAMES, DEPTH_METRICS_WIDTH
+from rtsig.layout import DEPTH_LEVELS
+from tests import reference
+from tests.kernel_cases import book, close, run_depth
+
+NAN_WITHOUT_BOOK = {"imbalance_ratio", "buy_pressure", "sell_pressure", "net_pressure",
+                    "best_bid", "best_ask", "spread_abs", "spread_bps", "mid_price",
+                    "vwap_bid", "vwap_ask", "vwap_spread", "strongest_bid_price",
+                    "strongest_bid_volume", "strongest_ask_price", "strongest_ask_volume"}
+
+
+def metrics(bids, asks):
+    got = run_depth(bids, asks)
+    want = reference.depth_metrics(bids, asks)
+    assert set(got) == set(want) == set(DEPTH_METRIC_NAMES)
+    for name in DEPTH_METRIC_NAMES:
+        assert close(float(got[name]), float(want[name])), (name, got[name], want[name])
+    return got
+
+
+def test_simple_book():
+    m = metrics([(100.0, 3.0), (99.0, 1.0)], [(101.0, 1.0), (102.0, 1.0)])
+    assert m["bid_volume"] == 4.0 and m["ask_volume"] == 2.0 and m["total_liquidity"] == 6.0
+    assert m["imbalance_ratio"] == pytest.approx(2 / 6)
+    assert m["buy_pressure"] == pytest.approx(400 / 6)
+    assert m["sell_pressure"] == pytest.approx(200 / 6)
+    assert m["net_pressure"] == pytest.approx(200 / 6)
+    assert m["best_bid"] == 100.0 and m["best_ask"] == 101.0
+    assert m["spread_abs"] == 1.0 and m["mid_price"] == 100.5
+    assert m["spread_bps"] == pytest.approx(1 / 100.5 * 10_000)
+    assert m["vwap_bid"] == pytest.approx((300 + 99) / 4)
+    assert m["vwap_ask"] == pytest.approx(101.5)
+    assert m["vwap_spread"] == pytest.approx(101.5 - 399 / 4)
+    assert (m["strongest_bid_price"], m["strongest_bid_volume"]) == (100.0, 3.0)
+    assert m["bid_levels"] == 2 and m["ask_levels"] == 2
+
+
+def test_depth_5_and_10_and_all_levels():
+    bids = [(100.0 - i, 1.0 + i) for i in range(DEPTH_LEVELS)]
+    asks = [(101.0 + i, 1.0) for i in range(DEPTH_LEVELS)]
+    m = metrics(bids, asks)
+    assert m["bid_depth_5"] == sum(1.0 + i for i in range(5))
+    assert m["bid_depth_10"] == sum(1.0 + i for i in range(10))
+    assert m["bid_volume"] == sum(1.0 + i for i in range(20))
+    assert m["ask_depth_5"] == 5.0 and m["ask_depth_10"] == 10.0 and m["ask_volume"] == 20.0
+    assert m["strongest_bid_price"] == 81.0
+
+
+def test_thin_book_depths():
+    m = metrics([(100.0, 2.0)], [(101.0, 1.0), (102.0, 1.0)])
+    assert m["bid_depth_5"] == m["bid_depth_10"] == 2.0
+    assert m["ask_depth_10"] == 2.0
+
+
+def test_strongest_level_tie_goes_to_the_top():
+    m = metrics([(100.0, 1.0), (99.0, 5.0), (98.0, 5.0)], [(101.0, 5.0), (102.0, 5.0)])
+    assert m["strongest_bid_price"] == 99.0 and m["strongest_ask_price"] == 101.0
+
+
+def test_empty_book_is_all_nan_but_counts_and_sums():
+    m = metrics([], [])
+    for name in NAN_WITHOUT_BOOK:
+        assert math.isnan(m[name]), name
+    for name in ("bid_volume", "ask_volume", "total_liquidity", "bid_depth_5", "ask_depth_10",
+                 "bid_levels", "ask_levels"):
+        assert m[name] == 0.0, name
+
+
+def test_one_empty_side():
+    m = metrics([(100.0, 2.0)], [])
+    assert m["buy_pressure"] == 100.0 and m["imbalance_ratio"] == 1.0
+    assert m["best_bid"] == 100.0 and math.isnan(m["best_ask"])
+    assert math.isnan(m["spread_abs"]) and math.isnan(m["mid_price"])
+    assert math.isnan(m["vwap_ask"]) and math.isnan(m["vwap_spread"])
+    assert math.isnan(m["strongest_ask_price"]) and m["ask_levels"] == 0
+
+
+def test_zero_quantities():
+    m = metrics([(100.0, 0.0), (99.0, 0.0)], [(101.0, 0.0)])
+    assert m["total_liquidity"] == 0.0
+    assert math.isnan(m["imbalance_ratio"]) and math.isnan(m["vwap_bid"])
+    assert m["spread_abs"] == 1.0
+    assert (m["strongest_bid_price"], m["strongest_bid_volume"]) == (100.0, 0.0)
+
+
+_quantity = st.one_of(st.just(0.0), st.floats(0.0, 100.0), st.sampled_from([1.0, 2.0]))
+
+
+@st.composite
+def sides(draw):
+    mid = draw(st.floats(0.01, 1e5))
+    half = draw(st.floats(0.0, 0.01))
+    bids, asks = [], []
+    for rows, sign in ((bids, -1), (asks, 1)):
+        price = mid * (1 + sign * half)
+        for _ in range(draw(st.integers(0, DEPTH_LEVELS))):
+            rows.append((price, draw(_quantity)))
+            price += sign * mid * draw(st.floats(1e-6, 1e-3))
+    return bids, asks
+
+
+@settings(max_examples=200, deadline=None)
+@given(sides())
+def test_kernel_matches_reference(book_sides):
+    metrics(*book_sides)
+
+
+# --- the kernels package ------------------------------------------------------------------------
+
+def test_public_names():
+    assert set(kernels.__all__) == {"orderbook_skew", "trade_momentum", "ticker_velocity",
+                                    "depth_metrics", "warm_up"}
+    for name in kernels.__all__:
+        assert callable(getattr(kernels, name))
+
+
+def test_warm_up_compiles_writable_and_read_only_variants():
+    kernels.warm_up()
+    for kernel in (kernels.orderbook_skew, kernels.trade_momentum, kernels.ticker_velocity,
+                   kernels.depth_metrics):
+        readonly = [sig[0].mutable for sig in kernel.signatures]
+        assert True in readonly and False in readonly, kernel
+
+
+def test_kernels_accept_read_only_store_views():
+    levels, nb, na = book([(100.0, 2.0)], [(101.0, 1.0)])
+    levels.flags.writeable = False
+    out = np.zeros(DEPTH_METRICS_WIDTH)
+    kernels.depth_metrics(levels, nb, na, out)
+    assert out[DEPTH_METRIC_NAMES.index("bid_volume")] == 2.0
+
+
+def test_jit_cache_is_keyed_by_every_source_file(tmp_path):
+    """A change to the registry (not a kernel file) must select a fresh Numba cache."""
+    import shutil
+
+    from numba import config
+
+    from rtsig import _jitcache
+
+    root = Path(_jitcache.__file__).resolve().parents[1]
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        assert config.CACHE_DIR == str(root / ".numba_cache" / _jitcache.source_hash(root))
+    for package in ("rtsig", "kernels", "workers"):
+        shutil.copytree(root / package, tmp_path / package)
+    before = _jitcache.source_hash(tmp_path)
+    assert before == _jitcache.source_hash(root)
+    registry = tmp_path / "rtsig" / "registry.py"
+    registry.write_text(registry.read_text() + "\n# changed\n")
+    assert _jitcache.source_hash(tmp_path) != before

@@ -27,14 +27,8 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-SAMPLE := var/sample.jsonl
-
-$(SAMPLE): rtsig/synthetic.py | $(STAMP)
-	@mkdir -p var
-	$(BIN)/python -m rtsig.synthetic $(SAMPLE) --seconds 180
-
-run: $(STAMP) $(SAMPLE)
-	$(BIN)/rtsig signals $(SAMPLE)
+run: $(STAMP)
+	@$(BIN)/rtsig demo
 
 bench: $(STAMP)
 	$(BIN)/python -m perf.microbench

@@ -17,14 +17,20 @@ import os
 from pathlib import Path
 
 _PACKAGES = ("rtsig", "kernels", "workers")
+_CONSTANT_MODULES = frozenset({"registry.py", "layout.py", "codes.py", "counters.py", "settings.py",
+                               "output.py"})
+"""Modules without jitted code whose values jitted code freezes."""
 
 
 def source_hash(root: Path) -> str:
+    """Hash of every module that holds jitted code or constants frozen into it."""
     digest = hashlib.sha256()
     for package in _PACKAGES:
         for path in sorted((root / package).glob("*.py")):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+            text = path.read_bytes()
+            if b"njit" in text or path.name in _CONSTANT_MODULES:
+                digest.update(f"{package}/{path.name}".encode())
+                digest.update(text)
     return digest.hexdigest()[:16]
 
 

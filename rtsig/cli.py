@@ -75,12 +75,62 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from rtsig import logs
+    from rtsig.errors import StoreInUse
+    from rtsig.supervisor import Supervisor
+
+    logs.setup(settings.log_level, settings.log_format, "supervisor")
+    try:
+        return Supervisor(settings, web=not args.no_web).run()
+    except StoreInUse as exc:
+        print(f"rtsig: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    import uvloop
+
+    from rtsig.replay import replay
+
+    rate = args.rate
+    uvloop.run(replay(settings, args.files, rate, args.loop, subject=args.subject, limit=args.count))
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    import uvloop
+
+    from rtsig.tail import tail
+
+    try:
+        uvloop.run(tail(settings, args.json, count=args.count))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from rtsig.demo import run_demo
+
+    return run_demo(settings, Path(settings.data_dir))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtsig",
         description="Real-time trading signals from Binance market data. "
                     "Settings come from environment variables (see README).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the service: ingest, worker pool, signal publishing",
+                       description="The production entry point: a supervisor that creates the "
+                                   "shared-memory store and starts and watches the ingest process "
+                                   "and RTSIG_WORKERS workers. SIGTERM/SIGINT stop it cleanly.")
+    p.add_argument("--no-web", action="store_true", help="run without the HTTP server")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("signals", help="run the strategies over recorded data, offline",
                        description="Decode recorded market data (JSON lines, `<recv_ts>: <json>` "
@@ -91,6 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="STRATEGY.PARAM=VALUE",
                    help="override a strategy parameter (repeatable)")
     p.set_defaults(func=cmd_signals)
+
+    p = sub.add_parser("replay", help="publish recorded market data to the input subject",
+                       description="Publish recorded market data (JSON lines or `<recv_ts>: <json>` "
+                                   "captures) to NATS_CONSUMER_TOPIC, as recorded or at a fixed rate.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--rate", type=float, default=None,
+                   help="messages per second (0 = as fast as possible; default: as recorded)")
+    p.add_argument("--loop", action="store_true", help="repeat the files until interrupted")
+    p.add_argument("--count", type=int, default=None, help="stop after this many messages")
+    p.add_argument("--subject", default=None, help="publish here instead of NATS_CONSUMER_TOPIC")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("tail", help="print the signals as they are published",
+                       description="Subscribe to NATS_PUBLISHER_TOPIC (and its per-strategy "
+                                   "subjects) and print one readable line per signal.")
+    p.add_argument("--json", action="store_true", help="print the raw JSON signal")
+    p.add_argument("--count", type=int, default=None, help="exit after this many signals")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("demo", help="the demo behind `make run`",
+                       description="Start NATS if none answers at NATS_URL, the service, a replay "
+                                   "of the bundled sample feed and a tail of the signals.")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="print effective settings and strategy parameters",
                        description="Print every setting and every strategy parameter with its source.")

@@ -20,27 +20,90 @@ SIGNALS_BASE = 48  # + 2·strategy number + (0 buy, 1 sell)
 SIGNALS_BELOW_CONFIDENCE = 60
 SIGNALS_COOLDOWN = 61
 OVERRUNS = 62
-EVENTS_EVALUATED = 63
-EVENTS_SKIPPED_SMALL_TRADE = 64
+EVALUATED_BASE = 56  # + strategy number: events judged (not overrun)
+N_STRATEGY_COUNTERS = len(REALTIME_IDS)
 PUBLISHED = 65
 PUBLISH_ERRORS = 66
 PUBLISH_DROPPED = 67
 EVENT_RING_FULL = 68
-N_COUNTERS = 128
+SLOW_CONSUMER = 69
+RECONNECTS = 70
+# gauges (the owning process overwrites them)
+NATS_CONNECTED = 72  # 1 while connected
+CIRCUIT_STATE = 73  # 0 closed (connected), 1 open (down), 2 half-open (reconnecting)
+SUBSCRIBED = 74
+CONSUMER_LAG_NS = 75  # receipt → judged, of the newest event a worker handled
+ALIVE_NS = 76  # wall clock of the process's last loop turn
+PROCESS_PID = 77
+PUBLISH_BUFFERED = 78  # signals held while NATS is down
+CONFIG_EPOCH_SEEN = 79
+CONFIG_CHANGES_BASE = 80  # + strategy number (web/config service)
+GAUGES = (NATS_CONNECTED, CIRCUIT_STATE, SUBSCRIBED, CONSUMER_LAG_NS, ALIVE_NS, PROCESS_PID,
+          PUBLISH_BUFFERED, CONFIG_EPOCH_SEEN)
+
+LATENCY_BOUNDS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0)
+"""Upper bounds of the latency histogram buckets (seconds); one more bucket catches the rest."""
+HISTOGRAM_WIDTH = len(LATENCY_BOUNDS_S) + 3  # buckets, +Inf bucket, sum (ns), count
+PROCESSING_LATENCY = 96  # receipt → signal published: a histogram block
+STRATEGY_LATENCY_BASE = PROCESSING_LATENCY + HISTOGRAM_WIDTH  # + strategy number · HISTOGRAM_WIDTH
+N_COUNTERS = 192
+
+# Counter rows: one per process.
+ROW_SUPERVISOR = 0  # also the offline runner's row
+ROW_INGEST = 1
+ROW_WEB = 2
+ROW_WORKER0 = 4  # worker k uses ROW_WORKER0 + k
 
 assert KIND_BASE + codes.N_KINDS <= IGNORED_BASE
 assert IGNORED_BASE + codes.N_IGNORED <= ERROR_BASE
 assert ERROR_BASE + codes.N_ERRORS <= FILTERED
-assert SIGNALS_BASE + 2 * len(REALTIME_IDS) <= SIGNALS_BELOW_CONFIDENCE
+assert SIGNALS_BASE + 2 * len(REALTIME_IDS) <= EVALUATED_BASE
+assert EVALUATED_BASE + len(REALTIME_IDS) <= SIGNALS_BELOW_CONFIDENCE
+assert CONFIG_CHANGES_BASE + len(REALTIME_IDS) + 3 <= PROCESSING_LATENCY
+assert STRATEGY_LATENCY_BASE + len(REALTIME_IDS) * HISTOGRAM_WIDTH <= N_COUNTERS
+
+_BOUNDS_NS = np.array([int(b * 1e9) for b in LATENCY_BOUNDS_S], dtype=np.int64)
+
+
+def observe(row: np.ndarray, block: int, latency_ns: int, n: int = 1) -> None:
+    """Add ``n`` observations of one latency to the histogram block at ``block`` of a row."""
+    bucket = int(np.searchsorted(_BOUNDS_NS, latency_ns, side="left"))
+    row[block + bucket] += n
+    row[block + len(LATENCY_BOUNDS_S) + 1] += latency_ns * n
+    row[block + len(LATENCY_BOUNDS_S) + 2] += n
+
+
+def histogram(total: np.ndarray, block: int) -> tuple[list[int], float, int]:
+    """``(cumulative bucket counts incl. +Inf, sum in seconds, count)`` of a summed row."""
+    n = len(LATENCY_BOUNDS_S) + 1
+    cumulative = np.cumsum(total[block:block + n]).tolist()
+    return cumulative, float(total[block + n]) / 1e9, int(total[block + n + 1])
+
+
+def quantile(total: np.ndarray, block: int, q: float) -> float | None:
+    """Upper bucket bound (seconds) below which a fraction ``q`` of observations fall."""
+    cumulative, _, count = histogram(total, block)
+    if count == 0:
+        return None
+    for bound, c in zip(LATENCY_BOUNDS_S + (float("inf"),), cumulative):
+        if c >= q * count:
+            return bound
+    return float("inf")
 
 
 def signal_counter(strategy_number: int, action: int) -> int:
     return SIGNALS_BASE + 2 * strategy_number + (0 if action == codes.ACTION_BUY else 1)
 
 
+def sum_rows(rows: np.ndarray) -> np.ndarray:
+    """Counters of every process added up (gauges are not meaningful in the sum)."""
+    return rows.sum(axis=0) if rows.ndim == 2 else rows
+
+
 def summarize(rows: np.ndarray) -> dict:
     """Counters of several process rows added up, as the summary dict of ``rtsig signals``."""
-    total = rows.sum(axis=0) if rows.ndim == 2 else rows
+    total = sum_rows(rows)
 
     def pick(base: int, names: dict[int, str]) -> dict[str, int]:
         return {name: int(total[base + code]) for code, name in names.items() if total[base + code]}

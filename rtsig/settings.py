@@ -53,6 +53,8 @@ class Settings:
     trade_ring: int = 2048
     ticker_ring: int = 4096
     event_ring: int = 65536
+    publish_buffer: int = 10000
+    """Signals a worker holds while NATS is down (the oldest are dropped beyond it)."""
     instance: str = "default"
     data_dir: Path = Path("var")
     api_token: str | None = None
@@ -93,6 +95,7 @@ class Settings:
             trade_ring=r.power_of_two("RTSIG_TRADE_RING", cls.trade_ring, lo=1024, hi=1 << 20),
             ticker_ring=r.power_of_two("RTSIG_TICKER_RING", cls.ticker_ring, lo=64, hi=1 << 20),
             event_ring=r.power_of_two("RTSIG_EVENT_RING", cls.event_ring, lo=1024, hi=1 << 24),
+            publish_buffer=r.integer("RTSIG_PUBLISH_BUFFER", cls.publish_buffer, lo=0, hi=10_000_000),
             instance=r.text("RTSIG_INSTANCE", cls.instance, _instance),
             data_dir=Path(r.text("RTSIG_DATA_DIR", str(cls.data_dir))),
             api_token=r.optional("RTSIG_API_TOKEN"),

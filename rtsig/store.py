@@ -18,6 +18,8 @@ import os
 import time
 from multiprocessing import resource_tracker, shared_memory
 
+import _posixshmem
+
 import numpy as np
 
 from rtsig import counters
@@ -66,6 +68,14 @@ def _untrack(shm: shared_memory.SharedMemory) -> None:
     try:
         resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     except Exception:  # pragma: no cover - tracker absent
+        pass
+
+
+def _shm_unlink(name: str) -> None:
+    """Remove a segment without telling the resource tracker (it no longer tracks it)."""
+    try:
+        _posixshmem.shm_unlink("/" + name.lstrip("/"))
+    except FileNotFoundError:
         pass
 
 
@@ -142,10 +152,7 @@ class Store:
             del header
         finally:
             old.close()
-        try:
-            old.unlink()
-        except FileNotFoundError:  # pragma: no cover - raced with another reclaimer
-            pass
+        _shm_unlink(name)
 
     @classmethod
     def attach(cls, name: str, readonly: bool = False) -> "Store":
@@ -188,10 +195,7 @@ class Store:
     def unlink(self) -> None:
         """Remove the segment (supervisor only, after every process has stopped)."""
         if self._shm is not None:
-            try:
-                self._shm.unlink()
-            except FileNotFoundError:
-                pass
+            _shm_unlink(self._shm.name)
 
     @property
     def name(self) -> str | None:

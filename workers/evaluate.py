@@ -101,7 +101,7 @@ def evaluate_events(events, first, count, book_meta, book_levels, market, trades
         if overrun:
             counters[C.OVERRUNS] += 1
             continue
-        counters[C.EVENTS_EVALUATED] += 1
+        counters[C.EVALUATED_BASE + strategy] += 1
         if action == codes.ACTION_BUY or action == codes.ACTION_SELL:
             cand_info[n_cand].event_index = idx
             cand_info[n_cand].strategy = strategy

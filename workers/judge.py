@@ -20,6 +20,8 @@ class EventJudge:
         self.counters = store.counters[counter_row]
         self.cand_info, self.cand_rows = new_candidate_buffers(capacity)
         self._symbols_known = 0
+        self.receipts: list[int] = []
+        """Receipt time (ns) of the input of each signal of the last :meth:`judge` call."""
 
     def judge(self, events: np.ndarray, message_ids: np.ndarray, first: int, count: int) -> list[dict]:
         """Signals for ``events[first:first+count]`` (modulo the array length), in event order."""
@@ -33,6 +35,7 @@ class EventJudge:
                             store.trades, store.tickers, self.params.values, self.params.enabled,
                             self.counters, self.cand_info, self.cand_rows)
         signals = []
+        self.receipts = []
         for c in range(n):
             info = self.cand_info[c]
             idx = int(info["event_index"])
@@ -43,4 +46,5 @@ class EventJudge:
                                         self.cand_rows[c], int(ev["event_time_ms"]), message_id)
             if signal is not None:
                 signals.append(signal)
+                self.receipts.append(int(ev["receipt_ns"]))
         return signals

@@ -1,0 +1,70 @@
+"""``rtsig tail``: one readable line per signal (``--json`` for the raw object)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Callable
+
+import orjson
+
+from rtsig import counters as C
+from rtsig.natsconn import connect
+from rtsig.settings import Settings
+
+_COLOURS = {"buy": "\033[32m", "sell": "\033[31m"}
+_RESET = "\033[0m"
+
+
+def describe(signal: dict, colour: bool = False) -> str:
+    """``12:00:00.123 BUY  BTCUSDT  orderbook_skew   conf 0.82 strong  @ 66999.96  SL … TP …``."""
+    action = str(signal.get("action", "?"))
+    label = f"{action.upper():4s}"
+    if colour and action in _COLOURS:
+        label = f"{_COLOURS[action]}{label}{_RESET}"
+    ts = str(signal.get("timestamp", ""))[11:23]
+    indicators = signal.get("indicators") or {}
+    detail = " ".join(f"{k}={_short(v)}" for k, v in list(indicators.items())[:4])
+    return (f"{ts} {label} {signal.get('symbol', '?'):10s} {signal.get('strategy_id', '?'):16s} "
+            f"conf {float(signal.get('confidence', 0)):.3f} {signal.get('strength', ''):7s} "
+            f"@ {_short(signal.get('price'))}  SL {_short(signal.get('stop_loss'))}  "
+            f"TP {_short(signal.get('take_profit'))}  {detail}")
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+async def tail(settings: Settings, raw_json: bool, write: Callable[[str], None] | None = None,
+               stop: asyncio.Event | None = None, count: int | None = None) -> int:
+    """Print signals until ``stop`` is set (or ``count`` signals, or forever); return how many."""
+    row = [0] * C.N_COUNTERS
+    nc = await connect(settings, "rtsig-tail", row)
+    colour = sys.stdout.isatty()
+    out = write or (lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()))
+    seen = 0
+    done = stop or asyncio.Event()
+
+    async def on_signal(msg) -> None:
+        nonlocal seen
+        if raw_json:
+            out(msg.data.decode())
+        else:
+            try:
+                out(describe(orjson.loads(msg.data), colour))
+            except orjson.JSONDecodeError:
+                out(f"(not JSON) {msg.data[:200]!r}")
+        seen += 1
+        if count is not None and seen >= count:
+            done.set()
+
+    topic = settings.nats_publisher_topic
+    await nc.subscribe(topic, cb=on_signal)
+    await nc.subscribe(f"{topic}.>", cb=on_signal)
+    try:
+        await done.wait()
+    finally:
+        await nc.close()
+    return seen

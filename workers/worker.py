@@ -1,0 +1,220 @@
+"""A worker process: judge the events of its symbols in order, publish the signals.
+
+Each worker owns the symbols ``symbol_id % n_workers == index``, consumes its event ring from the
+ingest (see :mod:`rtsig.eventring`), judges events in chunks with the kernels and publishes on its
+own NATS connection; nats-py batches the writes, so a busy worker flushes many signals per system
+call. While NATS is down, signals wait in a bounded buffer and go out on reconnect; what does not
+fit is dropped and counted (``PUBLISH_DROPPED``) — the ingest is never blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import time
+
+from rtsig import counters as C
+from rtsig.eventring import awake, consumed, pending, try_sleep
+from rtsig.natsconn import connect
+from rtsig.params import ParameterTable
+from rtsig.settings import Settings
+from rtsig.signals import SignalBuilder, serialize
+from rtsig.store import Store
+from workers.judge import EventJudge
+
+log = logging.getLogger(__name__)
+
+CHUNK_EVENTS = 1024
+"""Events judged per jitted call; the loop yields to NATS I/O between chunks."""
+TICK_S = 0.2
+"""Housekeeping period: shutdown flag, config epoch, liveness, and a safety poll of the ring."""
+SHUTDOWN_STOP_INTAKE, SHUTDOWN_DRAIN = 1, 2
+
+
+class SignalPublisher:
+    """Publishes signals, holding up to ``limit`` of them while NATS is down."""
+
+    def __init__(self, row, limit: int) -> None:
+        self.row = row
+        self.nc = None
+        self.held: collections.deque[tuple[str, bytes]] = collections.deque()
+        self.limit = limit
+
+    async def publish(self, subject: str, payload: bytes) -> bool:
+        """True when handed to the connection; False when held for later."""
+        nc = self.nc
+        if nc is not None and nc.is_connected and not self.held:
+            try:
+                await nc.publish(subject, payload)
+                self.row[C.PUBLISHED] += 1
+                return True
+            except Exception as exc:  # noqa: BLE001 - connection lost between check and write
+                self.row[C.PUBLISH_ERRORS] += 1
+                log.debug("publish failed, holding the signal: %s", exc)
+        self._hold(subject, payload)
+        return False
+
+    def _hold(self, subject: str, payload: bytes) -> None:
+        if len(self.held) >= self.limit:
+            self.row[C.PUBLISH_DROPPED] += 1
+            if not self.held:
+                return
+            self.held.popleft()
+        self.held.append((subject, payload))
+        self.row[C.PUBLISH_BUFFERED] = len(self.held)
+
+    async def release_held(self) -> None:
+        """Send what was held (on reconnect), oldest first."""
+        nc = self.nc
+        while self.held and nc is not None and nc.is_connected:
+            subject, payload = self.held[0]
+            try:
+                await nc.publish(subject, payload)
+            except Exception:  # noqa: BLE001 - down again: keep the rest
+                self.row[C.PUBLISH_ERRORS] += 1
+                break
+            self.held.popleft()
+            self.row[C.PUBLISHED] += 1
+        self.row[C.PUBLISH_BUFFERED] = len(self.held)
+        if nc is not None and nc.is_connected:
+            try:
+                await nc.flush(timeout=2)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: Store, index: int, waker_fd: int) -> None:
+        self.settings = settings
+        self.store = store
+        self.index = index
+        self.waker_fd = waker_fd
+        self.row = store.counters[C.ROW_WORKER0 + index]
+        self.params = ParameterTable(settings, settings.max_symbols)
+        builder = SignalBuilder(settings, self.params, store.last_signal_ms, self.row, store.symbol_name)
+        self.judge = EventJudge(store, self.params, builder, C.ROW_WORKER0 + index, CHUNK_EVENTS)
+        self.builder = builder
+        self.publisher = SignalPublisher(self.row, settings.publish_buffer)
+        self.ring_events = store.events[index]
+        self.ring_ids = store.event_message_ids[index]
+        self.mask = self.ring_events.shape[0] - 1
+        self.wake = asyncio.Event()
+        self.epoch = int(store.header[0]["config_epoch"])
+
+    # ----- the loop
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.row[C.PROCESS_PID] = os.getpid()
+        self.publisher.nc = await connect(
+            self.settings, f"rtsig-worker-{self.index}", self.row,
+            on_reconnect=self.publisher.release_held, stopping=self._draining)
+        loop.add_reader(self.waker_fd, self._on_wake)
+        ticker = asyncio.create_task(self._tick())
+        try:
+            while True:
+                self.wake.clear()
+                await self._drain_ring()
+                if self._shutdown() >= SHUTDOWN_DRAIN:
+                    tail, head = pending(self.store.event_cursors, self.index)
+                    if tail == head:
+                        break
+                    continue
+                try:
+                    await asyncio.wait_for(self.wake.wait(), TICK_S)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            ticker.cancel()
+            loop.remove_reader(self.waker_fd)
+            await self._close()
+        return 0
+
+    def _on_wake(self) -> None:
+        try:
+            os.eventfd_read(self.waker_fd)
+        except BlockingIOError:
+            pass
+        awake(self.store.event_cursors, self.index)
+        self.wake.set()
+
+    async def _drain_ring(self) -> None:
+        """Judge events until the ring is empty and the sleeping flag is set."""
+        cursors = self.store.event_cursors
+        while True:
+            tail, head = pending(cursors, self.index)
+            if tail == head:
+                if try_sleep(cursors, self.index):
+                    return
+                continue
+            count = min(head - tail, CHUNK_EVENTS, self.mask + 1 - (tail & self.mask))
+            await self._judge_chunk(tail, count)
+            consumed(cursors, self.index, tail + count)
+            await asyncio.sleep(0)  # let the NATS client read and write between chunks
+
+    async def _judge_chunk(self, tail: int, count: int) -> None:
+        first = tail & self.mask
+        before = [int(self.row[C.EVALUATED_BASE + s]) for s in range(C.N_STRATEGY_COUNTERS)]
+        t0 = time.perf_counter_ns()
+        signals = self.judge.judge(self.ring_events, self.ring_ids, first, count)
+        elapsed = time.perf_counter_ns() - t0
+        for s in range(C.N_STRATEGY_COUNTERS):
+            n = int(self.row[C.EVALUATED_BASE + s]) - before[s]
+            if n:
+                C.observe(self.row, C.STRATEGY_LATENCY_BASE + s * C.HISTOGRAM_WIDTH, elapsed // count, n)
+        last = self.ring_events[(first + count - 1)]
+        self.row[C.CONSUMER_LAG_NS] = max(0, time.time_ns() - int(last["receipt_ns"]))
+        for sig, receipt_ns in zip(signals, self.judge.receipts):
+            await self.publisher.publish(self.builder.subject(sig), serialize(sig))
+            C.observe(self.row, C.PROCESSING_LATENCY, max(0, time.time_ns() - receipt_ns))
+
+    # ----- housekeeping
+    def _shutdown(self) -> int:
+        return int(self.store.header[0]["shutdown"])
+
+    def _draining(self) -> bool:
+        return self._shutdown() >= SHUTDOWN_DRAIN
+
+    async def _tick(self) -> None:
+        while True:
+            self.row[C.ALIVE_NS] = time.time_ns()
+            epoch = int(self.store.header[0]["config_epoch"])
+            if epoch != self.epoch:
+                self.epoch = epoch
+                self.params.reload()
+                self.row[C.CONFIG_EPOCH_SEEN] = epoch
+            if self._shutdown() >= SHUTDOWN_DRAIN:
+                self.wake.set()
+            await asyncio.sleep(TICK_S)
+
+    async def _close(self) -> None:
+        nc = self.publisher.nc
+        if nc is None:
+            return
+        await self.publisher.release_held()
+        if self.publisher.held:
+            log.warning("stopping with %d signals unpublished (NATS down)", len(self.publisher.held))
+            self.row[C.PUBLISH_DROPPED] += len(self.publisher.held)
+        try:
+            await nc.flush(timeout=2)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            await nc.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def worker_main(settings: Settings, store: Store, index: int, waker_fd: int) -> None:
+    """Entry point of a forked worker process."""
+    import uvloop
+
+    from rtsig import logs
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor orders shutdown
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    logs.setup(settings.log_level, settings.log_format, f"worker-{index}")
+    code = uvloop.run(Worker(settings, store, index, waker_fd).run())
+    os._exit(code)

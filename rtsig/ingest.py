@@ -47,6 +47,7 @@ class Ingest:
         self.flush_scheduled = False
         self.limiter = RateLimiter(60.0)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.parent_pid = os.getppid()
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
@@ -81,7 +82,8 @@ class Ingest:
         return 0
 
     def _stopping(self) -> bool:
-        return int(self.store.header[0]["shutdown"]) != 0
+        """Shutdown ordered, or the supervisor is gone (never outlive it)."""
+        return int(self.store.header[0]["shutdown"]) != 0 or os.getppid() != self.parent_pid
 
     async def _on_reconnect(self) -> None:
         self.row[C.SUBSCRIBED] = 1

@@ -103,6 +103,7 @@ class Worker:
         self.mask = self.ring_events.shape[0] - 1
         self.wake = asyncio.Event()
         self.epoch = int(store.header[0]["config_epoch"])
+        self.parent_pid = os.getppid()
 
     # ----- the loop
     async def run(self) -> int:
@@ -172,6 +173,9 @@ class Worker:
 
     # ----- housekeeping
     def _shutdown(self) -> int:
+        """The supervisor's shutdown stage; a worker whose supervisor died drains and exits."""
+        if os.getppid() != self.parent_pid:
+            return SHUTDOWN_DRAIN
         return int(self.store.header[0]["shutdown"])
 
     def _draining(self) -> bool:

@@ -242,37 +242,25 @@ def _parse_levels(buf, i, n, side, scratch, stack):
         if i >= n:
             return -1, 0, 0
         if seen < DEPTH_LEVELS and buf[i] == LBRACKET and err == 0:
+            # fast path: [price, qty(, extra…)]; anything else is re-validated as a whole
+            pair = False
+            qty = 0.0
+            ok_q = False
             j = skip_ws(buf, i + 1, n)
             price, j, ok_p = number_value(buf, j, n)
-            if j < 0:
-                j = value_end(buf, skip_ws(buf, i + 1, n), n, stack)
-                if j < 0:
-                    return -1, 0, 0
-                ok_p = False
-            j = skip_ws(buf, j, n)
-            if j >= n or buf[j] != COMMA:
-                # not a [price, qty] pair: validate the element as JSON, then report it
-                j = value_end(buf, i, n, stack)
-                if j < 0:
-                    return -1, 0, 0
-                err = codes.ERR_BAD_FIELD
-                i = j
-            else:
-                j = skip_ws(buf, j + 1, n)
-                qty, j2, ok_q = number_value(buf, j, n)
-                if j2 < 0:
-                    j2 = value_end(buf, j, n, stack)
-                    if j2 < 0:
-                        return -1, 0, 0
-                    ok_q = False
-                j = skip_ws(buf, j2, n)
-                while j < n and buf[j] == COMMA:  # extra elements: tolerated, skipped
-                    j = value_end(buf, j + 1, n, stack)
-                    if j < 0:
-                        return -1, 0, 0
-                    j = skip_ws(buf, j, n)
-                if j >= n or buf[j] != RBRACKET:
-                    return -1, 0, 0
+            if j >= 0:
+                j = skip_ws(buf, j, n)
+                if j < n and buf[j] == COMMA:
+                    j = skip_ws(buf, j + 1, n)
+                    qty, j, ok_q = number_value(buf, j, n)
+                    if j >= 0:
+                        j = skip_ws(buf, j, n)
+                        while j >= 0 and j < n and buf[j] == COMMA:  # extra elements: skipped
+                            j = value_end(buf, j + 1, n, stack)
+                            if j >= 0:
+                                j = skip_ws(buf, j, n)
+                        pair = j >= 0 and j < n and buf[j] == RBRACKET
+            if pair:
                 i = j + 1
                 if not (ok_p and ok_q):
                     err = codes.ERR_BAD_NUMBER
@@ -284,6 +272,12 @@ def _parse_levels(buf, i, n, side, scratch, stack):
                     scratch[side, count, PRICE] = price
                     scratch[side, count, QTY] = qty
                     count += 1
+            else:
+                j = value_end(buf, i, n, stack)
+                if j < 0:
+                    return -1, 0, 0
+                err = codes.ERR_BAD_FIELD
+                i = j
             seen += 1
         else:
             j = value_end(buf, i, n, stack)
@@ -353,8 +347,6 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
     the KIND_* stored (0 if none). Fills ``event`` (position < 0 when no event)."""
     event.position = -1
     kind_out = 0
-    for k in range(N_FIELDS):
-        fs[k] = -1
     stream_s = -1
     stream_e = -1
     data_seen = False
@@ -396,6 +388,14 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
             if i >= n:
                 return codes.ERR_NOT_JSON, 0
             vs = i
+            if _eq(key, K_DATA):
+                # a repeated "data" key: the last one wins, as in every JSON parser
+                for k in range(N_FIELDS):
+                    fs[k] = -1
+                sides_seen = 0
+                bid_count = 0
+                ask_count = 0
+                level_err = 0
             if _eq(key, K_DATA) and buf[i] == LBRACE:
                 # the payload: walk its members, recording the spans of the fields we use
                 data_seen = True
@@ -510,7 +510,9 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
     if fs[CH_S] >= 0:
         ps = fs[CH_S]
         pe = fe[CH_S]
-        if buf[ps] != QUOTE or pe - ps - 2 != sym_e - sym_s:
+        if buf[ps] != QUOTE:
+            return codes.ERR_BAD_FIELD, 0
+        if pe - ps - 2 != sym_e - sym_s:
             return codes.ERR_SYMBOL_MISMATCH, 0
         for k in range(sym_e - sym_s):
             if buf[ps + 1 + k] != _upper(buf[sym_s + k]):
@@ -529,9 +531,9 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
     if kind == codes.KIND_DEPTH:
         if sides_seen != 3:
             # a side sent as something other than a level array is malformed, not missing
-            for slot in (F_BIDS, F_ASKS, CH_B, CH_A):
-                if fs[slot] >= 0:
-                    return codes.ERR_BAD_FIELD, 0
+            if ((sides_seen & 1) == 0 and (fs[F_BIDS] >= 0 or fs[CH_B] >= 0)) or \
+                    ((sides_seen & 2) == 0 and (fs[F_ASKS] >= 0 or fs[CH_A] >= 0)):
+                return codes.ERR_BAD_FIELD, 0
             return codes.ERR_MISSING_FIELD, 0
         if level_err != 0:
             return level_err, 0
@@ -559,6 +561,8 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
     elif kind == codes.KIND_TRADE or kind == codes.KIND_AGG_TRADE:
         if fs[CH_X] >= 0 and kind == codes.KIND_TRADE:
             xs = fs[CH_X]
+            if buf[xs] != QUOTE:
+                return codes.ERR_BAD_FIELD, 0
             same = fe[CH_X] - xs == 8
             if same:
                 for k in range(8):

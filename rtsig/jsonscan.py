@@ -35,9 +35,24 @@ def skip_ws(buf, i, n):
     return i
 
 
-@njit(cache=True, inline="always")
-def _is_hex(c):
-    return (48 <= c <= 57) or (65 <= c <= 70) or (97 <= c <= 102)
+@njit(cache=True)
+def _hex4(buf, i, n):
+    """The value of the four hex digits at ``i``, or -1."""
+    if i + 4 > n:
+        return -1
+    v = 0
+    for k in range(4):
+        c = buf[i + k]
+        if 48 <= c <= 57:
+            d = c - 48
+        elif 65 <= c <= 70:
+            d = c - 55
+        elif 97 <= c <= 102:
+            d = c - 87
+        else:
+            return -1
+        v = v * 16 + d
+    return v
 
 
 @njit(cache=True)
@@ -94,13 +109,18 @@ def string_end(buf, i, n):
             if i + 1 >= n:
                 return -1
             e = buf[i + 1]
-            if e == 117:  # \uXXXX
-                if i + 5 >= n:
+            if e == 117:  # \uXXXX; surrogates must pair (orjson rejects lone ones)
+                unit = _hex4(buf, i + 2, n)
+                if unit < 0 or 0xDC00 <= unit <= 0xDFFF:
                     return -1
-                for k in range(2, 6):
-                    if not _is_hex(buf[i + k]):
-                        return -1
                 i += 6
+                if 0xD800 <= unit <= 0xDBFF:
+                    if i + 1 >= n or buf[i] != BACKSLASH or buf[i + 1] != 117:
+                        return -1
+                    low = _hex4(buf, i + 2, n)
+                    if low < 0xDC00 or low > 0xDFFF:
+                        return -1
+                    i += 6
             elif e == QUOTE or e == BACKSLASH or e == 47 or e == 98 or e == 102 \
                     or e == 110 or e == 114 or e == 116:
                 i += 2
@@ -308,18 +328,85 @@ def decimal_at(buf, i, n):
         return 0.0, i, False
     if int_digits + frac_digits > 18 or (i < n and (buf[i] == LOWER_E or buf[i] == UPPER_E)):
         return _decimal_slow(buf, start, n)
-    if mant <= _TWO53 and frac_digits <= 22:
-        value = float(mant) / _POW10[frac_digits]
-    else:
-        exp10 = -frac_digits
-        while mant != 0 and mant % 10 == 0:
-            mant //= 10
-            exp10 += 1
-        if mant <= _TWO53 and -22 <= exp10 <= 22:
-            value = float(mant) * _POW10[exp10] if exp10 >= 0 else float(mant) / _POW10[-exp10]
-        else:
-            value = float(mant) * 10.0 ** exp10
+    value = _scale(mant, -frac_digits)
     return (-value if neg else value), i, True
+
+
+_DD_SPLIT = 134217729.0  # 2**27 + 1 (Veltkamp)
+_POW10_MIN, _POW10_MAX = -300, 300
+
+
+def _pow10_table() -> tuple[np.ndarray, np.ndarray]:
+    """10**k for k in [-300, 300] as double-doubles (hi + lo), from exact rationals."""
+    from fractions import Fraction
+
+    hi = np.empty(_POW10_MAX - _POW10_MIN + 1)
+    lo = np.empty_like(hi)
+    for k in range(_POW10_MIN, _POW10_MAX + 1):
+        exact = Fraction(10) ** k
+        h = float(exact)
+        hi[k - _POW10_MIN] = h
+        lo[k - _POW10_MIN] = float(exact - Fraction(h))
+    return hi, lo
+
+
+_POW10_HI, _POW10_LO = _pow10_table()
+
+
+@njit(cache=True, inline="always")
+def _two_prod(a, b):
+    """``(p, e)`` with ``p + e == a * b`` exactly (Dekker, no FMA needed)."""
+    p = a * b
+    c = _DD_SPLIT * a
+    ah = c - (c - a)
+    al = a - ah
+    c = _DD_SPLIT * b
+    bh = c - (c - b)
+    bl = b - bh
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, e
+
+
+@njit(cache=True)
+def _scale(mant, exp10):
+    """``mant · 10**exp10`` as the nearest double (``mant`` ≥ 0, at most 18 digits).
+
+    Exact when the mantissa fits 53 bits and |exp10| ≤ 22 (one correctly rounded operation);
+    otherwise a double-double product (error ~2**-100 before the final rounding), which is
+    correctly rounded except within ~2**-100 of a halfway case. Beyond 1e±300 it scales in two
+    steps (within an ulp or two; overflow gives inf, which callers reject).
+    """
+    if mant == 0:
+        return 0.0
+    if mant <= _TWO53 and -22 <= exp10 <= 22:  # PERF: the common case, no digit stripping
+        if exp10 >= 0:
+            return float(mant) * _POW10[exp10]
+        return float(mant) / _POW10[-exp10]
+    while mant % 10 == 0:
+        mant //= 10
+        exp10 += 1
+    if mant <= _TWO53 and -22 <= exp10 <= 22:
+        if exp10 >= 0:
+            return float(mant) * _POW10[exp10]
+        return float(mant) / _POW10[-exp10]
+    extra = 1.0
+    if exp10 < _POW10_MIN + 20:
+        extra = 1e-40
+        exp10 += 40
+    elif exp10 > _POW10_MAX - 20:
+        extra = 1e40
+        exp10 -= 40
+    if exp10 < _POW10_MIN:
+        return 0.0
+    if exp10 > _POW10_MAX:
+        return np.inf
+    mh = float(mant)
+    ml = float(mant - np.int64(mh)) if mh < 9.2e18 else 0.0
+    ph = _POW10_HI[exp10 - _POW10_MIN]
+    pl = _POW10_LO[exp10 - _POW10_MIN]
+    p, e = _two_prod(mh, ph)
+    e += mh * pl + ml * ph
+    return (p + e) * extra
 
 
 @njit(cache=True)
@@ -338,7 +425,7 @@ def _decimal_slow(buf, i, n):
         if c < ZERO or c > NINE:
             break
         d = c - ZERO
-        if sig < 19:
+        if sig < 18:  # 18 digits always fit an int64; the rest only move the exponent
             if mant != 0 or d != 0:
                 mant = mant * 10 + d
                 sig += 1
@@ -356,7 +443,7 @@ def _decimal_slow(buf, i, n):
             if c < ZERO or c > NINE:
                 break
             d = c - ZERO
-            if sig < 19:
+            if sig < 18:
                 if mant != 0 or d != 0:
                     mant = mant * 10 + d
                     sig += 1
@@ -381,22 +468,11 @@ def _decimal_slow(buf, i, n):
         if edigits == 0:
             return 0.0, i, False
         exp10 += -e if eneg else e
-    value = 0.0
-    if mant != 0:
-        while mant % 10 == 0:
-            mant //= 10
-            exp10 += 1
-        if mant <= _TWO53 and -22 <= exp10 <= 22:
-            if exp10 >= 0:
-                value = float(mant) * _POW10[exp10]
-            else:
-                value = float(mant) / _POW10[-exp10]
-        elif exp10 > 310:
-            value = np.inf
-        elif exp10 < -350:
-            value = 0.0
-        else:
-            value = float(mant) * 10.0 ** exp10
+    if exp10 > 100000:
+        exp10 = 100000
+    elif exp10 < -100000:
+        exp10 = -100000
+    value = _scale(mant, exp10)
     return (-value if neg else value), i, True
 
 
@@ -494,6 +570,9 @@ def integer_value(buf, s, e):
     return (-v if neg else v), True
 
 
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
 @njit(cache=True, inline="always")
 def _digits(buf, s, width):
     v = 0
@@ -548,7 +627,10 @@ def iso_time_ms(buf, s, e):
         return -1
     if p != e:
         return -1
-    if mo < 1 or mo > 12 or d < 1 or d > 31 or hh > 23 or mm > 59 or ss > 60:
+    if mo < 1 or mo > 12 or d < 1 or hh > 23 or mm > 59 or ss > 59:
+        return -1
+    leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
+    if d > _DAYS_IN_MONTH[mo - 1] + (1 if mo == 2 and leap else 0):
         return -1
     # days from civil (Howard Hinnant's algorithm)
     y2 = y - 1 if mo <= 2 else y

@@ -273,5 +273,8 @@ def _strategy_env_params(env: Mapping[str, str]) -> dict[str, dict[str, ParamVal
             if value is None or value.strip() == "":
                 continue
             parsed = None if value.strip().lower() in ("null", "none") else value
-            out.setdefault(sid, {})[p.name] = p.validate(parsed, name)
+            try:
+                out.setdefault(sid, {})[p.name] = p.validate(parsed, name)
+            except SettingsError as exc:  # name the value as it was set, not as parsed
+                raise SettingsError(name, value, exc.accepted) from None
     return out

@@ -133,12 +133,22 @@ class Store:
             shm = shared_memory.SharedMemory(name=name, create=True, size=layout.total_bytes)
         _untrack(shm)
         store = cls(layout, shm.buf, shm)
-        store._initialise(settings)
+        try:
+            store._initialise(settings)
+        except BaseException:
+            store.unlink()
+            store.close()
+            raise
         return store
 
     @staticmethod
     def _reclaim(name: str) -> None:
-        old = shared_memory.SharedMemory(name=name)
+        try:
+            old = shared_memory.SharedMemory(name=name)
+        except ValueError:  # an empty segment (a creator died before sizing it)
+            log.warning("reclaiming empty shared memory %s", name)
+            _shm_unlink(name)
+            return
         _untrack(old)
         try:
             header = np.ndarray((1,), dtype=HEADER_DTYPE, buffer=old.buf)[0] \
@@ -161,7 +171,12 @@ class Store:
             shm = shared_memory.SharedMemory(name=name)
         except FileNotFoundError:
             raise StoreError(f"no shared memory named {name!r}: is `rtsig run` running?") from None
+        except ValueError:
+            raise LayoutMismatch(f"{name!r} is empty: not an rtsig store") from None
         _untrack(shm)
+        if shm.size < HEADER_DTYPE.itemsize:
+            shm.close()
+            raise LayoutMismatch(f"{name!r} is smaller than an rtsig header")
         header = np.ndarray((1,), dtype=HEADER_DTYPE, buffer=shm.buf)[0]
         if int(header["magic"]) != MAGIC or int(header["layout_version"]) != LAYOUT_VERSION:
             shm.close()
@@ -211,7 +226,7 @@ class Store:
         raw = np.frombuffer(symbol.encode(), dtype=np.uint8)
         if not 0 < raw.size <= SYMBOL_BYTES:
             raise ValueError(f"symbol {symbol!r} must be 1-{SYMBOL_BYTES} bytes")
-        h = symbol_hash(raw, 0, raw.size)
+        h = np.uint64(symbol_hash(raw, 0, raw.size))  # keep it unsigned across the Python boundary
         sid = symbol_find(self.symbols, self.symbol_names, self.symbol_slots, raw, 0, raw.size, h)
         if sid >= 0:
             return int(sid)

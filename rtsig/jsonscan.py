@@ -328,7 +328,10 @@ def decimal_at(buf, i, n):
         return 0.0, i, False
     if int_digits + frac_digits > 18 or (i < n and (buf[i] == LOWER_E or buf[i] == UPPER_E)):
         return _decimal_slow(buf, start, n)
-    value = _scale(mant, -frac_digits)
+    if mant <= _TWO53 and frac_digits <= 22:  # PERF: exact in one division, no call
+        value = float(mant) / _POW10[frac_digits]
+    else:
+        value = _scale(mant, -frac_digits)
     return (-value if neg else value), i, True
 
 

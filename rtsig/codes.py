@@ -80,6 +80,8 @@ N_ERRORS = 17
 # STATUS_FILTERED for a symbol outside TRADING_SYMBOLS.
 STATUS_OK = 0
 STATUS_FILTERED = 100
+STATUS_BLOCKED = 101
+"""Not decoded yet: its ring is full of entries a worker has not judged (retry later)."""
 
 MAX_MESSAGE_BYTES = 64 * 1024
 """Larger messages are dropped as ``oversized`` before any parsing."""
@@ -97,6 +99,8 @@ def status_name(status: int) -> str:
         return "ok"
     if status == STATUS_FILTERED:
         return "filtered"
+    if status == STATUS_BLOCKED:
+        return "blocked"
     if status < 0:
         return IGNORED_NAMES[-status]
     return ERROR_NAMES[status]

@@ -28,6 +28,7 @@ PUBLISH_DROPPED = 67
 EVENT_RING_FULL = 68
 SLOW_CONSUMER = 69
 RECONNECTS = 70
+BACKPRESSURE_WAITS = 71  # the ingest waited for a worker to catch up
 # gauges (the owning process overwrites them)
 NATS_CONNECTED = 72  # 1 while connected
 CIRCUIT_STATE = 73  # 0 closed (connected), 1 open (down), 2 half-open (reconnecting)

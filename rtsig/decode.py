@@ -33,7 +33,7 @@ from rtsig.jsonscan import (
 from rtsig.layout import (
     ASK, BID, DEPTH_LEVELS, EVENT_DTYPE, MESSAGE_ID_BYTES, PRICE, QTY, VENUE_FUTURES, VENUE_SPOT,
 )
-from rtsig.seqlock import release_fence
+from rtsig.seqlock import acquire_fence, release_fence
 from rtsig.settings import SYMBOL_BYTES
 
 AT, BANG = 64, 33
@@ -341,11 +341,11 @@ def _copy_message_id(buf, ms, me, out_row):
 
 @njit(cache=True)
 def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slots, market,
-                book_meta, book_levels, trades, tickers, allow_new, n_workers,
+                book_meta, book_levels, trades, tickers, allow_new, n_workers, lag_limits,
                 event, msgid_row, fs, fe, scratch, stack):
     """Decode one message ``buf[s:n]``; returns a status (codes.STATUS_*, ERR_*, -IGN_*) and
-    the KIND_* stored (0 if none). Fills ``event`` (position < 0 when no event)."""
-    event.position = -1
+    the KIND_* stored (0 if none). ``event`` is written only for a stored depth, trade or
+    ticker (the kinds a strategy judges); otherwise it is left untouched."""
     kind_out = 0
     stream_s = -1
     stream_e = -1
@@ -670,8 +670,25 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
         if sid < 0:
             return codes.ERR_SYMBOL_TABLE_FULL, 0
 
-    # --- write (single writer; ordering per rtsig.seqlock)
+    # --- backpressure: never overwrite a ring entry the owning worker still needs
     mk = market[sid:sid + 1]
+    if kind == codes.KIND_DEPTH:
+        lag = mk[0].book_end - mk[0].book_done
+        limit = lag_limits[0]
+    elif kind == codes.KIND_TRADE or kind == codes.KIND_AGG_TRADE:
+        lag = mk[0].trade_end - mk[0].trade_done
+        limit = lag_limits[1]
+    elif kind == codes.KIND_TICKER:
+        lag = mk[0].ticker_end - mk[0].ticker_done
+        limit = lag_limits[2]
+    else:
+        lag = 0
+        limit = 1
+    if lag >= limit:
+        return codes.STATUS_BLOCKED, 0
+    acquire_fence()  # the worker's reads of the old entry happen before our writes
+
+    # --- write (single writer; ordering per rtsig.seqlock)
     pos = np.int64(-1)
     if kind == codes.KIND_DEPTH:
         symbols[sid].venue = flag
@@ -757,15 +774,17 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
 
 
 @njit(cache=True)
-def decode_batch(data, starts, ends, receipt_ns, header, symbols, symbol_names, symbol_slots, market,
-                 book_meta, book_levels, trades, tickers, counters, allow_new, n_workers,
-                 status_out, events_out, msgid_out):
-    """Decode the messages packed in ``data``; return the number of events.
+def decode_batch(data, starts, ends, receipt_ns, first, header, symbols, symbol_names,
+                 symbol_slots, market, book_meta, book_levels, trades, tickers, counters, allow_new,
+                 n_workers, lag_limits, status_out, events_out, msgid_out):
+    """Decode messages ``first, first+1, …`` packed in ``data``: ``(next, n_events)``.
 
     Message ``k`` is ``data[starts[k]:ends[k]]`` received at ``receipt_ns[k]`` (a length over
     MAX_MESSAGE_BYTES is rejected before any byte is read, so it need not be copied); its status
     goes to ``status_out[k]``; events are appended to ``events_out`` / ``msgid_out`` in input
-    order; ``counters`` is this process's counter row.
+    order; ``counters`` is this process's counter row. Decoding stops at the first message whose
+    ring is ``lag_limits`` ahead of its worker (``STATUS_BLOCKED``): ``next`` is that message,
+    to be retried once the worker has caught up; nothing is lost or counted twice.
     """
     n_msgs = starts.shape[0]
     fs = np.empty(N_FIELDS, dtype=np.int64)
@@ -773,22 +792,25 @@ def decode_batch(data, starts, ends, receipt_ns, header, symbols, symbol_names, 
     scratch = np.empty((2, DEPTH_LEVELS, 2), dtype=np.float64)
     stack = np.empty(MAX_DEPTH, dtype=np.int8)
     n_events = 0
-    for k in range(n_msgs):
+    for k in range(first, n_msgs):
         s = starts[k]
         e = ends[k]
-        counters[C.MESSAGES_RECEIVED] += 1
         if e - s > codes.MAX_MESSAGE_BYTES:
             status = codes.ERR_OVERSIZED
             kind = 0
         else:
             status, kind = _decode_one(
                 data, s, e, receipt_ns[k], header, symbols, symbol_names, symbol_slots, market,
-                book_meta, book_levels, trades, tickers, allow_new, n_workers,
+                book_meta, book_levels, trades, tickers, allow_new, n_workers, lag_limits,
                 events_out[n_events:n_events + 1][0], msgid_out[n_events], fs, fe, scratch, stack)
         status_out[k] = status
+        if status == codes.STATUS_BLOCKED:
+            return k, n_events
+        counters[C.MESSAGES_RECEIVED] += 1
         if status == codes.STATUS_OK:
             counters[C.KIND_BASE + kind] += 1
-            if events_out[n_events].position >= 0:
+            if kind == codes.KIND_DEPTH or kind == codes.KIND_TRADE or kind == codes.KIND_AGG_TRADE \
+                    or kind == codes.KIND_TICKER:
                 n_events += 1
         elif status == codes.STATUS_FILTERED:
             counters[C.FILTERED] += 1
@@ -796,7 +818,7 @@ def decode_batch(data, starts, ends, receipt_ns, header, symbols, symbol_names, 
             counters[C.IGNORED_BASE - status] += 1
         else:
             counters[C.ERROR_BASE + status] += 1
-    return n_events
+    return n_msgs, n_events
 
 
 def new_event_buffers(capacity: int) -> tuple[np.ndarray, np.ndarray]:
@@ -809,17 +831,21 @@ class Decoder:
     """Packs messages into one buffer and decodes them in one jitted call.
 
     A Numba call costs microseconds of argument unboxing with the store's arrays, so messages
-    are decoded in batches (architecture.md, "Batch across the Python boundary"). The caller
-    must handle a batch's events before the next batch can overwrite their ring entries: keep a
-    batch no larger than the smallest ring (the book ring, 16 by default).
+    are decoded in batches (architecture.md, "Batch across the Python boundary"). When a ring
+    is as far ahead of its worker as it may be, :meth:`decode` stops there and keeps the rest
+    of the batch (:attr:`blocked`): call it again once the workers have caught up.
     """
 
     def __init__(self, store, counter_row: int, allow_new: bool, capacity: int = 256,
                  buffer_bytes: int = 1 << 20) -> None:
+        from rtsig.registry import STRATEGIES
+
         self.store = store
         self.counters = store.counters[counter_row]
         self.allow_new = allow_new
         self.capacity = capacity
+        max_window = int(STRATEGIES["trade_momentum"].param("momentum_window").max)
+        self.lag_limits = store.layout.lag_limits(max_window)
         self._data = np.zeros(buffer_bytes, dtype=np.uint8)
         self._starts = np.zeros(capacity, dtype=np.int64)
         self._ends = np.zeros(capacity, dtype=np.int64)
@@ -827,6 +853,11 @@ class Decoder:
         self.status = np.zeros(capacity, dtype=np.int16)
         self.events, self.message_ids = new_event_buffers(capacity)
         self.count = 0
+        self.first = 0
+        """Index of the first message not decoded yet (0 unless blocked)."""
+        self.decoded_from = 0
+        self.last_status = self.status[:0]
+        """Statuses of the messages the last :meth:`decode` call got through."""
         self._used = 0
 
     def add(self, message: bytes, receipt_ns: int) -> bool:
@@ -853,16 +884,25 @@ class Decoder:
     def full(self) -> bool:
         return self.count >= self.capacity
 
+    @property
+    def blocked(self) -> bool:
+        """Messages are waiting for a worker to catch up."""
+        return self.first < self.count
+
     def decode(self) -> int:
         """Decode the queued messages into the store; returns the number of events."""
         s = self.store
         n = self.count
-        n_events = decode_batch(
-            self._data, self._starts[:n], self._ends[:n], self._receipt[:n], s.header, s.symbols,
-            s.symbol_names, s.symbol_slots, s.market, s.book_meta, s.book_levels, s.trades,
-            s.tickers, self.counters, self.allow_new, s.layout.n_workers,
-            self.status, self.events, self.message_ids)
-        self.last_count = n
-        self.count = 0
-        self._used = 0
+        self.decoded_from = self.first
+        nxt, n_events = decode_batch(
+            self._data, self._starts[:n], self._ends[:n], self._receipt[:n], self.first, s.header,
+            s.symbols, s.symbol_names, s.symbol_slots, s.market, s.book_meta, s.book_levels,
+            s.trades, s.tickers, self.counters, self.allow_new, s.layout.n_workers,
+            self.lag_limits, self.status, self.events, self.message_ids)
+        self.first = int(nxt)
+        self.last_status = self.status[self.decoded_from:self.first]
+        if self.first >= n:
+            self.count = 0
+            self.first = 0
+            self._used = 0
         return n_events

@@ -5,7 +5,9 @@ limits) on ``NATS_CONSUMER_TOPIC`` in the queue group ``NATS_CONSUMER_GROUP``. E
 copies the message into the decoder's batch; the batch is decoded and routed when it is full or
 when the event loop has nothing else queued (``call_soon``), so one jitted call serves every
 message that arrived in one socket read. A batch never holds more messages than the book ring
-has slots, so a burst for one symbol cannot overwrite a snapshot before its worker sees it.
+has slots. Backpressure, not loss: the decoder never overwrites a ring entry its worker has not
+judged and never routes more events than a worker's ring holds; the ingest then waits, and
+messages queue in the NATS client (large pending limits) and, beyond that, in the server.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rtsig import codes
 from rtsig import counters as C
 from rtsig.decode import Decoder
 from rtsig.eventring import route_events, wake_workers
+from rtsig.layout import CURSOR_HEAD, CURSOR_TAIL
 from rtsig.logs import RateLimiter
 from rtsig.natsconn import connect
 from rtsig.settings import Settings
@@ -33,6 +36,8 @@ PENDING_MSGS_LIMIT = 2_000_000
 PENDING_BYTES_LIMIT = 1024 * 1024 * 1024
 """Subscription buffer: bursts are absorbed here rather than dropped as a slow consumer."""
 TICK_S = 0.1
+BACKPRESSURE_WAIT_S = 0.0002
+"""How long the ingest waits before retrying when a worker is a full ring behind."""
 
 
 class Ingest:
@@ -74,7 +79,10 @@ class Ingest:
         pending = sub._pending_queue  # noqa: SLF001 - drain what nats-py already buffered
         while not pending.empty():
             await self._on_message(pending.get_nowait())
-        self._flush()
+        while self.decoder.count:  # the workers are still running: they free the rings
+            self._flush()
+            if self.decoder.count:
+                await asyncio.sleep(BACKPRESSURE_WAIT_S)
         try:
             await nc.close()
         except Exception:  # noqa: BLE001
@@ -92,12 +100,16 @@ class Ingest:
         self.row[C.SUBSCRIBED] = 0
 
     async def _on_message(self, msg) -> None:
-        if not self.decoder.add(msg.data, time.time_ns()):
+        data = msg.data
+        receipt_ns = time.time_ns()
+        while not self.decoder.add(data, receipt_ns):
             self._flush()
-            self.decoder.add(msg.data, time.time_ns())
+            if self.decoder.full():  # a worker is behind: wait for it (nothing is dropped)
+                self.row[C.BACKPRESSURE_WAITS] += 1
+                await asyncio.sleep(BACKPRESSURE_WAIT_S)
         if self.decoder.full():
             self._flush()
-        elif not self.flush_scheduled:
+        if self.decoder.count and not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self._flush)
 
@@ -106,17 +118,28 @@ class Ingest:
         dec = self.decoder
         if dec.count == 0:
             return
-        n_msgs = dec.count
-        n_events = dec.decode()
         s = self.store
+        cursors = s.event_cursors
+        room = s.layout.event_ring - int((cursors[:, CURSOR_HEAD] - cursors[:, CURSOR_TAIL]).max())
+        if room < dec.capacity:  # a batch's events must fit every ring: wait for the workers
+            self._retry_later()
+            return
+        n_events = dec.decode()
         route_events(dec.events, dec.message_ids, n_events, s.symbols, s.events, s.event_message_ids,
-                     s.event_cursors, self.row, self.wake)
+                     cursors, self.row, self.wake)
         wake_workers(self.wake, self.wakers)
-        self._log_bad_input(n_msgs)
+        self._log_bad_input(dec.last_status)
+        if dec.blocked:
+            self._retry_later()
 
-    def _log_bad_input(self, n_msgs: int) -> None:
-        status = self.decoder.status[:n_msgs]
-        bad = np.flatnonzero((status > 0) & (status != codes.STATUS_FILTERED))
+    def _retry_later(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.row[C.BACKPRESSURE_WAITS] += 1
+            self.loop.call_later(BACKPRESSURE_WAIT_S, self._flush)
+
+    def _log_bad_input(self, status: np.ndarray) -> None:
+        bad = np.flatnonzero((status > 0) & (status < codes.STATUS_FILTERED))
         for k in bad:
             reason = codes.status_name(int(status[k]))
             if self.limiter.allow(reason):

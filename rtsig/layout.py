@@ -21,7 +21,7 @@ from rtsig.registry import REALTIME_IDS
 from rtsig.settings import SYMBOL_BYTES, Settings
 
 MAGIC = 0x5254_5349_4753_4D31  # "RTSIGSM1"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 ALIGN = 64
 DEPTH_LEVELS = 20
 """Levels per side kept for each order-book snapshot (Binance partial depth sends at most 20)."""
@@ -80,6 +80,11 @@ MARKET_DTYPE = np.dtype([
     ("trade_end", "i8"),
     ("ticker_begin", "i8"),
     ("ticker_end", "i8"),
+    # how far the owning worker has judged each ring (written by the worker only): the ingest
+    # never overwrites an entry a worker still needs, it waits (backpressure) instead
+    ("book_done", "i8"),
+    ("trade_done", "i8"),
+    ("ticker_done", "i8"),
     # quotes: best bid/ask (bookTicker) and mark price (markPrice), under their own seqlock
     ("quote_seq", "i8"),
     ("best_bid", "f8"),
@@ -156,6 +161,16 @@ class Layout:
     def from_settings(cls, settings: Settings, n_counters: int) -> "Layout":
         return cls(settings.max_symbols, settings.book_ring, settings.trade_ring,
                    settings.ticker_ring, settings.event_ring, settings.workers, n_counters)
+
+    def lag_limits(self, max_trade_window: int) -> np.ndarray:
+        """How many entries a ring may run ahead of its worker: ``[book, trade, ticker]``.
+
+        A book event needs only its own slot; a trade event needs the ``momentum_window``
+        entries before it (at least half the ring is kept for that); a ticker window is bounded
+        by half the ring.
+        """
+        trade = max(self.trade_ring // 2, self.trade_ring - max_trade_window)
+        return np.array([self.book_ring, trade, self.ticker_ring // 2], dtype=np.int64)
 
     @property
     def process_slots(self) -> int:

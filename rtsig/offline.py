@@ -1,7 +1,8 @@
 """``rtsig signals``: recorded data through exactly the live service's pieces, in one process.
 
-Decoder → store → kernels → signal builder, batch by batch. A batch is never larger than the
-book ring, so no event's data can be overwritten before it is judged: offline runs never overrun.
+Decoder → store → kernels → signal builder, batch by batch. The decoder never overwrites a ring
+entry that has not been judged (it stops, the batch's events are judged, it goes on), so an
+offline run never overruns.
 """
 
 from __future__ import annotations
@@ -43,11 +44,10 @@ class OfflineRun:
             self._flush()
 
     def _flush(self) -> None:
-        if self.decoder.count == 0:
-            return
-        n_events = self.decoder.decode()
-        for signal in self.judge.judge(self.decoder.events, self.decoder.message_ids, 0, n_events):
-            self.emit(signal)
+        while self.decoder.count:  # judging frees ring entries a blocked decode waits for
+            n_events = self.decoder.decode()
+            for signal in self.judge.judge(self.decoder.events, self.decoder.message_ids, 0, n_events):
+                self.emit(signal)
 
     def finish(self) -> dict:
         self._flush()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import orjson
 import pytest
 
@@ -11,6 +14,7 @@ from rtsig.params import ParameterTable
 from rtsig.settings import Settings
 from rtsig.signals import SignalBuilder
 from rtsig.store import Store
+from tests.decode_helpers import mark_all_judged
 from workers.judge import EventJudge
 
 
@@ -45,12 +49,35 @@ def rig():
     return store, judge
 
 
-def decode(store, messages: list[bytes], capacity: int = 4096):
+def decode(store, messages: list[bytes], capacity: int = 4096, overwrite: bool = True):
+    """Decode all; with ``overwrite`` the rings act as if judged, so later messages may overwrite
+    earlier entries (as after a worker restart re-judges events) — what an overrun is about."""
     dec = Decoder(store, 0, False, capacity=capacity)
     for m in messages:
         assert dec.add(m, 1)
+    events, ids = [], []
+    while True:
+        n = dec.decode()
+        events.append(dec.events[:n].copy())
+        ids.append(dec.message_ids[:n].copy())
+        if overwrite:
+            mark_all_judged(store)
+        if not dec.blocked:
+            out = SimpleNamespace(events=np.concatenate(events), message_ids=np.concatenate(ids))
+            return out, len(out.events)
+
+
+def test_the_decoder_waits_rather_than_overwrite_an_unjudged_book(rig):
+    store, judge = rig
+    dec = Decoder(store, 0, False, capacity=16)
+    for i in range(6):
+        dec.add(depth(10.0, 1.0, 1000 + i), 1)
     n = dec.decode()
-    return dec, n
+    assert (n, dec.blocked, list(dec.last_status)) == (4, True, [0, 0, 0, 0])  # ring of 4
+    assert dec.decode() == 0 and dec.blocked  # still waiting: nothing judged
+    judge.judge(dec.events, dec.message_ids, 0, 4)
+    assert dec.decode() == 2 and not dec.blocked
+    assert store.counters[0][C.OVERRUNS] == 0 and store.counters[0][C.MESSAGES_RECEIVED] == 6
 
 
 def test_a_book_overwritten_before_judging_is_an_overrun(rig):
@@ -71,7 +98,7 @@ def test_a_trade_window_partly_overwritten_is_an_overrun(rig):
     dec, n = decode(store, rising)
     first = judge.judge(dec.events, dec.message_ids, n - 1, 1)
     assert [s["action"] for s in first] == ["buy"]
-    events = dec.events.copy()
+    events = dec.events
     decode(store, [trade(100, 1.0, True, 5000 + i) for i in range(1020)])  # wraps the 1024 ring
     assert judge.judge(events, dec.message_ids, n - 1, 1) == []
     assert store.counters[0][C.OVERRUNS] == 1

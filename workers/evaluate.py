@@ -20,7 +20,7 @@ from rtsig import codes
 from rtsig import counters as C
 from rtsig.layout import DEPTH_LEVELS
 from rtsig.registry import strategy_number
-from rtsig.seqlock import acquire_fence
+from rtsig.seqlock import acquire_fence, release_fence
 
 S_SKEW = strategy_number("orderbook_skew")
 S_MOMENTUM = strategy_number("trade_momentum")
@@ -96,6 +96,14 @@ def evaluate_events(events, first, count, book_meta, book_levels, market, trades
                         overrun = True
                     elif market[sid].ticker_begin - ticker_cap > np.int64(out[OUT_OLDEST_POSITION]):
                         overrun = True
+        # tell the ingest this entry may be reused (backpressure; see rtsig.decode)
+        release_fence()
+        if kind == codes.KIND_DEPTH:
+            market[sid].book_done = pos + 1
+        elif kind == codes.KIND_TICKER:
+            market[sid].ticker_done = pos + 1
+        else:
+            market[sid].trade_done = pos + 1
         if strategy < 0:
             continue
         if overrun:

@@ -1,6 +1,8 @@
 """The Numba strategy kernels: small typed loops over the shared-memory store's arrays.
 
-Each kernel is ``@njit(cache=True)`` and does no validation (the decoder and the registry do).
+Each kernel is ``@njit(cache=True, error_model="numpy")`` and does no validation (the decoder and
+the registry do); the NumPy error model means a division by zero the guards missed yields inf/NaN
+(and no signal) instead of an exception that would kill a worker.
 Compile them once, before the workers start, with :func:`warm_up` (numba issue 4807: several
 processes compiling the same cached function at once can crash).
 

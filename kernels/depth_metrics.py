@@ -46,7 +46,7 @@ ASK_LEVELS = DM["ask_levels"]
 
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _side(levels, side, count, out, volume_col, depth_5_col, depth_10_col, best_col, vwap_col,
           strongest_price_col, strongest_volume_col, levels_col):
     """Fill one side's columns; return its total quantity."""
@@ -81,7 +81,7 @@ def _side(levels, side, count, out, volume_col, depth_5_col, depth_10_col, best_
     return volume
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def depth_metrics(levels, bid_count, ask_count, out):
     """Fill ``out`` (float64, DEPTH_METRICS_WIDTH) with the metrics of one snapshot.
 

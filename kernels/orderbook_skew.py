@@ -41,12 +41,12 @@ CAP = CONFIDENCE_CAP
 
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _clamp(x, lo, hi):
     return min(hi, max(lo, x))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def orderbook_skew(levels, bid_count, ask_count, params, out):
     """Judge one depth snapshot; return ACTION_BUY, ACTION_SELL or ACTION_NONE.
 

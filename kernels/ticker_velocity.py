@@ -57,13 +57,13 @@ MS_PER_MINUTE = 60_000.0
 
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _velocity(price_i, time_i_ms, price_j, time_j_ms):
     """vel(i, j) in % per minute; the caller ensures price_i != 0 and time_i_ms != time_j_ms."""
     return (price_j - price_i) / price_i * 100.0 / ((time_j_ms - time_i_ms) / MS_PER_MINUTE)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ticker_velocity(tickers, position, lowest_position, params, out):
     """Judge the ticker at ``position``: ACTION_BUY, ACTION_SELL, ACTION_NONE or RESULT_OVERRUN.
 

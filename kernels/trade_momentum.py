@@ -49,7 +49,7 @@ CAP = CONFIDENCE_CAP
 
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def trade_momentum(trades, position, params, out):
     """Judge the trade at ``position``; return ACTION_BUY, ACTION_SELL or ACTION_NONE.
 

@@ -49,11 +49,14 @@ def answers(url: str, timeout: float = 0.5) -> bool:
 class EmbeddedNats:
     """A nats-server child process on 127.0.0.1 (``port=0``: a free port)."""
 
-    def __init__(self, port: int = 0, jetstream: bool = False) -> None:
+    def __init__(self, port: int = 0, jetstream: bool = False, config: str | None = None) -> None:
         self.port = port or free_port()
         self.jetstream = jetstream
+        self.config = config
+        """Extra nats-server configuration text (e.g. ``max_pending: 2GB``)."""
         self.process: subprocess.Popen | None = None
         self._store_dir: str | None = None
+        self._config_file: str | None = None
 
     @property
     def url(self) -> str:
@@ -61,6 +64,11 @@ class EmbeddedNats:
 
     def start(self, timeout_s: float = 10.0) -> "EmbeddedNats":
         args = [server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
+        if self.config:
+            fd, self._config_file = tempfile.mkstemp(prefix="rtsig-nats-", suffix=".conf")
+            with os.fdopen(fd, "w") as f:
+                f.write(self.config + "\n")
+            args += ["-c", self._config_file]
         if self.jetstream:
             self._store_dir = tempfile.mkdtemp(prefix="rtsig-nats-")
             args += ["-js", "-sd", self._store_dir]
@@ -88,6 +96,9 @@ class EmbeddedNats:
         if self._store_dir:
             shutil.rmtree(self._store_dir, ignore_errors=True)
             self._store_dir = None
+        if self._config_file:
+            os.unlink(self._config_file)
+            self._config_file = None
 
     def restart(self) -> None:
         self.stop()

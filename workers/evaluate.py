@@ -33,7 +33,7 @@ CANDIDATE_DTYPE = np.dtype([
 ], align=True)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def evaluate_events(events, first, count, book_meta, book_levels, market, trades, tickers,
                     params, enabled, counters, cand_info, cand_rows):
     """Evaluate ``events[first:first+count]`` (indices taken modulo ``len(events)``).

@@ -29,8 +29,9 @@ class EventJudge:
             self.cand_info, self.cand_rows = new_candidate_buffers(count)
         store = self.store
         if store.symbol_count != self._symbols_known:
-            self.params.sync_symbols(store.symbol_list())
-            self._symbols_known = store.symbol_count
+            names = store.symbol_list()  # read once: the ingest may add symbols meanwhile
+            self.params.sync_symbols(names)
+            self._symbols_known = len(names)
         n = evaluate_events(events, first, count, store.book_meta, store.book_levels, store.market,
                             store.trades, store.tickers, self.params.values, self.params.enabled,
                             self.counters, self.cand_info, self.cand_rows)

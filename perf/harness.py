@@ -1,0 +1,377 @@
+"""The perf harness: rtsig against the raw NATS floor and the seed-style reference, in one run.
+
+``make perf-quick`` (under 3 minutes) and ``make perf`` (the full set, with scaling, more rates
+and a 10-minute soak). All three systems run on one nats-server started here, with the same
+load generator (:mod:`perf.loadgen`) and the same traffic (:mod:`perf.traffic`):
+
+* throughput: N messages flat out; the time until the last per-symbol marker's output arrives;
+  ``lost`` is what the system did not process (its own count against what was sent);
+* latency: a fixed rate; input published → output received, over the triggering messages;
+* CPU seconds per 1,000 messages and peak RSS (VmHWM, summed over the system's processes).
+
+Writes ``perf/results/<date>-<scenario>.json``; the full run also writes a markdown report with
+PNG plots and refreshes ``docs/PERFORMANCE.md``. The last line printed is the JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+
+from perf.microbench import machine
+from rtsig import counters as C
+from rtsig.errors import StoreError
+from rtsig.natsbin import EmbeddedNats
+from rtsig.store import Store, segment_name
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "perf" / "results"
+PYTHON = sys.executable
+RTSIG = str(Path(sys.executable).with_name("rtsig"))
+NATS_CONFIG = "max_pending: 2147483648\nwrite_deadline: \"60s\"\nmax_payload: 1048576"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------- process accounting
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / CLK_TCK
+
+
+def peak_rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return round(total / 1024, 1)
+
+
+def rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return round(total / 1024, 1)
+
+
+# ----------------------------------------------------------------------------- the systems
+
+@dataclass
+class System:
+    """A system under test: started as a process group, it consumes ``<uid>.in``, emits ``<uid>.out``."""
+
+    name: str
+    url: str
+    workers: int = 2
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    process: subprocess.Popen | None = None
+
+    @property
+    def subject_in(self) -> str:
+        return f"perf{self.uid}.in"
+
+    @property
+    def subject_out(self) -> str:
+        return f"perf{self.uid}.out"
+
+    @property
+    def control(self) -> str:
+        return f"perf{self.uid}.ctl"
+
+    def start(self) -> None:
+        module = {"raw": "perf.raw_floor", "reference": "perf.reference_consumer"}[self.name]
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", module, "--url", self.url, "--subject-in", self.subject_in,
+             "--subject-out", self.subject_out, "--group", f"perf{self.uid}", "--control", self.control],
+            stdout=subprocess.PIPE, cwd=ROOT, start_new_session=True)
+        line = self.process.stdout.readline()
+        if b"ready" not in line:
+            raise RuntimeError(f"{self.name} did not start")
+
+    def pids(self) -> list[int]:
+        return process_tree(self.process.pid)
+
+    def processed(self) -> int:
+        async def ask() -> int:
+            nc = await nats.connect(self.url)
+            try:
+                reply = await nc.request(self.control, b"", timeout=60)
+                return int(json.loads(reply.data)["processed"])
+            finally:
+                await nc.close()
+        return asyncio.run(ask())
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+class Rtsig(System):
+    def env(self) -> dict:
+        env = {**os.environ, "NATS_URL": self.url, "NATS_CONSUMER_TOPIC": self.subject_in,
+               "NATS_PUBLISHER_TOPIC": self.subject_out, "NATS_CONSUMER_GROUP": f"perf{self.uid}",
+               "RTSIG_INSTANCE": f"perf{self.uid}", "RTSIG_WORKERS": str(self.workers),
+               "TRADING_SYMBOLS": "*", "LOG_LEVEL": "WARNING", "LOG_FORMAT": "text",
+               "HEARTBEAT_INTERVAL_SECONDS": "3600"}
+        for strategy in ("ORDERBOOK_SKEW", "TRADE_MOMENTUM", "TICKER_VELOCITY"):
+            env[f"{strategy}_MIN_SIGNAL_INTERVAL"] = "0"  # every triggering message signals
+        return env
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([RTSIG, "run", "--no-web"], env=self.env(), cwd=ROOT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"rtsig exited with {self.process.returncode}")
+            try:
+                store = Store.attach(segment_name(f"perf{self.uid}"), readonly=True)
+            except StoreError:
+                time.sleep(0.05)
+                continue
+            try:
+                if store.counters[C.ROW_INGEST][C.SUBSCRIBED] == 1:
+                    return
+            finally:
+                store.close()
+            time.sleep(0.05)
+        raise TimeoutError("rtsig did not become ready")
+
+    def processed(self) -> int:
+        store = Store.attach(segment_name(f"perf{self.uid}"), readonly=True)
+        try:
+            return int(store.counters[C.ROW_INGEST][C.MESSAGES_RECEIVED])
+        finally:
+            store.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def make_system(name: str, url: str, workers: int = 2) -> System:
+    return (Rtsig if name == "rtsig" else System)(name, url, workers)
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+def loadgen(system: System, symbols: int, count: int, rate: float, share: float, timeout: float) -> dict:
+    proc = subprocess.run(
+        [PYTHON, "-m", "perf.loadgen", "--url", system.url, "--subject-in", system.subject_in,
+         "--subject-out", system.subject_out, "--symbols", str(symbols), "--count", str(count),
+         "--rate", str(rate), "--share", str(share), "--timeout", str(timeout)],
+        capture_output=True, cwd=ROOT, timeout=timeout + 600, check=True)
+    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+
+def measure(system: System, symbols: int, count: int, rate: float, share: float,
+            timeout: float = 120.0) -> dict:
+    """One load on a running system: loadgen figures plus CPU, RSS and loss."""
+    pids = system.pids()
+    cpu_before = cpu_seconds(pids)
+    result = loadgen(system, symbols, count, rate, share, timeout)
+    cpu = cpu_seconds(system.pids()) - cpu_before
+    processed_total = system.processed()
+    result["cpu_seconds"] = round(cpu, 3)
+    result["cpu_seconds_per_1000"] = round(cpu / result["sent"] * 1000, 5)
+    result["msgs_per_s"] = round(result["sent"] / result["elapsed_seconds"], 1) if result["drained"] else None
+    result["processed_total"] = processed_total
+    result["peak_rss_mib"] = peak_rss_mib(system.pids())
+    return result
+
+
+def run_system(name: str, url: str, plan: dict, workers: int = 2) -> dict:
+    """Start a system, run the plan's throughput and latency loads, stop it."""
+    system = make_system(name, url, workers)
+    system.start()
+    out: dict = {"system": name, "workers": workers if name == "rtsig" else 1}
+    sent = 0
+    try:
+        t = measure(system, plan["symbols"], plan["throughput_count"], 0, plan["share"])
+        sent += t["sent"]
+        out["throughput"] = t
+        out["latency"] = {}
+        for rate in plan["rates"]:
+            r = measure(system, plan["symbols"], int(rate * plan["latency_seconds"]), rate, plan["share"])
+            sent += r["sent"]
+            out["latency"][str(int(rate))] = r
+        out["lost"] = sent - system.processed()
+        out["peak_rss_mib"] = peak_rss_mib(system.pids())
+    finally:
+        system.stop()
+    return out
+
+
+def scaling(url: str, plan: dict) -> list[dict]:
+    rows = []
+    for workers in (1, 2):
+        for symbols in plan["scaling_symbols"]:
+            system = make_system("rtsig", url, workers)
+            system.start()
+            try:
+                r = measure(system, symbols, plan["throughput_count"], 0, plan["share"])
+            finally:
+                system.stop()
+            rows.append({"workers": workers, "symbols": symbols, "msgs_per_s": r["msgs_per_s"],
+                         "cpu_seconds_per_1000": r["cpu_seconds_per_1000"],
+                         "peak_rss_mib": r["peak_rss_mib"], "drained": r["drained"]})
+            print(f"  scaling workers={workers} symbols={symbols}: {r['msgs_per_s']} msg/s", file=sys.stderr)
+    return rows
+
+
+def soak(url: str, seconds: int, rate: float, symbols: int, share: float) -> dict:
+    """rtsig at a fixed rate for ``seconds``: RSS over time, loss."""
+    system = make_system("rtsig", url)
+    system.start()
+    samples = []
+    try:
+        gen = subprocess.Popen(
+            [PYTHON, "-m", "perf.loadgen", "--url", url, "--subject-in", system.subject_in,
+             "--subject-out", system.subject_out, "--symbols", str(symbols), "--count",
+             str(int(rate * seconds)), "--rate", str(rate), "--share", str(share), "--timeout", "120"],
+            stdout=subprocess.PIPE, cwd=ROOT)
+        started = time.monotonic()
+        while gen.poll() is None:
+            samples.append({"t": round(time.monotonic() - started, 1), "rss_mib": rss_mib(system.pids())})
+            time.sleep(10)
+        result = json.loads(gen.stdout.read().decode().strip().splitlines()[-1])
+        result["rss_samples"] = samples
+        result["rss_growth_mib"] = round(samples[-1]["rss_mib"] - samples[min(3, len(samples) - 1)]["rss_mib"], 1) \
+            if samples else None
+        result["lost"] = result["sent"] - system.processed()
+    finally:
+        system.stop()
+    return result
+
+
+# ----------------------------------------------------------------------------- the run
+
+QUICK = {"symbols": 100, "share": 0.02, "throughput_count": 200_000, "rates": [20_000],
+         "latency_seconds": 8, "scaling_symbols": [], "soak_seconds": 0}
+FULL = {"symbols": 100, "share": 0.02, "throughput_count": 500_000, "rates": [1_000, 20_000, 50_000],
+        "latency_seconds": 20, "scaling_symbols": [10, 100, 1000], "soak_seconds": 600}
+
+
+def summary(systems: dict) -> dict:
+    raw, ref, rt = systems["raw"], systems["reference"], systems["rtsig"]
+
+    def tput(s: dict) -> float | None:
+        return s["throughput"]["msgs_per_s"]
+
+    def lat(s: dict, q: str) -> float | None:
+        return s["latency"]["20000"]["latency_ms"][q] if "20000" in s["latency"] else None
+
+    def ratio(a, b):
+        return round(a / b, 3) if a and b else None
+
+    return {
+        "rtsig_msgs_per_s": tput(rt), "raw_msgs_per_s": tput(raw), "reference_msgs_per_s": tput(ref),
+        "rtsig_vs_raw": ratio(tput(rt), tput(raw)), "rtsig_vs_reference": ratio(tput(rt), tput(ref)),
+        "rtsig_p50_ms": lat(rt, "p50"), "rtsig_p99_ms": lat(rt, "p99"), "rtsig_p999_ms": lat(rt, "p99.9"),
+        "raw_p50_ms": lat(raw, "p50"), "raw_p99_ms": lat(raw, "p99"),
+        "reference_p50_ms": lat(ref, "p50"), "reference_p99_ms": lat(ref, "p99"),
+        "rtsig_cpu_s_per_1000": rt["throughput"]["cpu_seconds_per_1000"],
+        "reference_cpu_s_per_1000": ref["throughput"]["cpu_seconds_per_1000"],
+        "raw_cpu_s_per_1000": raw["throughput"]["cpu_seconds_per_1000"],
+        "rtsig_cpu_vs_reference": ratio(rt["throughput"]["cpu_seconds_per_1000"],
+                                        ref["throughput"]["cpu_seconds_per_1000"]),
+        "rtsig_peak_rss_mib": rt["peak_rss_mib"],
+        "lost": sum(s["lost"] for s in systems.values()),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="the under-3-minute set")
+    p.add_argument("--soak-seconds", type=int, default=None)
+    p.add_argument("--no-report", action="store_true")
+    a = p.parse_args()
+    plan = dict(QUICK if a.quick else FULL)
+    if a.soak_seconds is not None:
+        plan["soak_seconds"] = a.soak_seconds
+    scenario = "quick" if a.quick else "full"
+    started = time.monotonic()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with EmbeddedNats(config=NATS_CONFIG) as server:
+        systems = {}
+        for name in ("raw", "reference", "rtsig"):
+            print(f"measuring {name}…", file=sys.stderr)
+            systems[name] = run_system(name, server.url, plan)
+        result = {"scenario": scenario, "date": dt.datetime.now(dt.timezone.utc).isoformat(),
+                  "machine": machine(), "plan": plan, "systems": systems}
+        if plan["scaling_symbols"]:
+            print("scaling…", file=sys.stderr)
+            result["scaling"] = scaling(server.url, plan)
+        if plan["soak_seconds"]:
+            print(f"soak {plan['soak_seconds']} s…", file=sys.stderr)
+            result["soak"] = soak(server.url, plan["soak_seconds"], 20_000, plan["symbols"], plan["share"])
+    result["summary"] = summary(systems)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    stamp = dt.datetime.now().strftime("%Y-%m-%d")
+    path = RESULTS / f"{stamp}-{scenario}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
+    if not a.quick and not a.no_report:
+        from perf.report import write_report
+
+        write_report(result, RESULTS, ROOT / "docs" / "PERFORMANCE.md", stamp)
+    print(json.dumps(result["summary"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,11 @@
 """The ingest process: NATS messages → store → the owning workers' event rings.
 
-A plain callback subscription (nats-py's async iterator is ~3x slower and drops at default
-limits) on ``NATS_CONSUMER_TOPIC`` in the queue group ``NATS_CONSUMER_GROUP``. Each callback only
+Fast path (``nats://`` servers): :class:`rtsig.natsproto.FastSubscriber` frames every socket read
+in one jitted call and the frames are decoded straight from its buffer — no Python object per
+message (PERF: nats-py's per-message cost alone, ~5 µs, exceeded the whole budget; see
+docs/PERFORMANCE.md). ``tls://`` servers use nats-py: a plain callback subscription (its async
+iterator is ~3x slower and drops at default limits) on ``NATS_CONSUMER_TOPIC`` in the queue group
+``NATS_CONSUMER_GROUP``. Each callback only
 copies the message into the decoder's batch; the batch is decoded and routed when it is full or
 when the event loop has nothing else queued (``call_soon``), so one jitted call serves every
 message that arrived in one socket read. A batch never holds more messages than the book ring
@@ -22,11 +26,12 @@ import numpy as np
 
 from rtsig import codes
 from rtsig import counters as C
-from rtsig.decode import Decoder
+from rtsig.decode import Decoder, decode_batch, new_event_buffers
 from rtsig.eventring import route_events, wake_workers
 from rtsig.layout import CURSOR_HEAD, CURSOR_TAIL
 from rtsig.logs import RateLimiter
-from rtsig.natsconn import connect
+from rtsig.natsconn import CIRCUIT_CLOSED, CIRCUIT_OPEN, connect
+from rtsig.natsproto import FastSubscriber, parse_servers
 from rtsig.settings import Settings
 from rtsig.store import Store
 
@@ -36,6 +41,8 @@ PENDING_MSGS_LIMIT = 2_000_000
 PENDING_BYTES_LIMIT = 1024 * 1024 * 1024
 """Subscription buffer: bursts are absorbed here rather than dropped as a slow consumer."""
 TICK_S = 0.1
+FAST_BATCH = 4096
+"""Messages framed and decoded per jitted call on the fast path (a busy socket read holds ~100-400)."""
 BACKPRESSURE_WAIT_S = 0.0002
 """How long the ingest waits before retrying when a worker is a full ring behind."""
 
@@ -57,6 +64,73 @@ class Ingest:
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
         self.row[C.PROCESS_PID] = os.getpid()
+        if all(s["scheme"] == "nats" for s in parse_servers(self.settings.nats_url)):
+            return await self.run_fast()
+        return await self.run_nats_py()
+
+    # ----- the fast path: framing and decoding straight from the socket buffer
+    async def run_fast(self) -> int:
+        """Subscribe with :class:`FastSubscriber`; every read is framed and decoded in bulk."""
+        batch = FAST_BATCH
+        self.f_status = np.zeros(batch, dtype=np.int16)
+        self.f_events, self.f_ids = new_event_buffers(batch)
+        self.fast = FastSubscriber(self.settings.nats_url, self.settings.nats_consumer_topic,
+                                   self.settings.nats_consumer_group, "rtsig-ingest",
+                                   on_data=self._fast_flush, on_state=self._fast_state, batch=batch)
+        self.fast.start()
+        log.info("subscribing to %s (queue %s)", self.settings.nats_consumer_topic,
+                 self.settings.nats_consumer_group)
+        while not self._stopping():
+            self.row[C.ALIVE_NS] = time.time_ns()
+            self.row[C.RECONNECTS] = self.fast.reconnects
+            await asyncio.sleep(TICK_S)
+        await self.fast.close()  # stop intake; what was received is still decoded below
+        self.row[C.SUBSCRIBED] = 0
+        self.fast.frame(time.time_ns())
+        while self.fast.framed:
+            self._fast_flush()
+            if self.fast.framed:
+                await asyncio.sleep(BACKPRESSURE_WAIT_S)
+        return 0
+
+    def _fast_state(self, connected: bool) -> None:
+        self.row[C.NATS_CONNECTED] = int(connected)
+        self.row[C.SUBSCRIBED] = int(connected)
+        self.row[C.CIRCUIT_STATE] = CIRCUIT_CLOSED if connected else CIRCUIT_OPEN
+
+    def _fast_flush(self) -> None:
+        """Decode and route every framed message; on backpressure, retry shortly."""
+        self.flush_scheduled = False
+        sub = self.fast
+        s = self.store
+        cursors = s.event_cursors
+        while sub.framed:
+            room = s.layout.event_ring - int((cursors[:, CURSOR_HEAD] - cursors[:, CURSOR_TAIL]).max())
+            n = min(sub.framed, room)
+            if n <= 0:
+                break
+            nxt, n_events = decode_batch(
+                sub.buffer.data, sub.starts[:n], sub.ends[:n], sub.receipt_ns[:n], 0, s.header,
+                s.symbols, s.symbol_names, s.symbol_slots, s.market, s.book_meta, s.book_levels,
+                s.trades, s.tickers, self.row, self.decoder.allow_new, s.layout.n_workers,
+                self.decoder.lag_limits, self.f_status, self.f_events, self.f_ids)
+            if n_events:
+                route_events(self.f_events, self.f_ids, n_events, s.symbols, s.events,
+                             s.event_message_ids, cursors, self.row, self.wake)
+                wake_workers(self.wake, self.wakers)
+            if nxt:
+                self._log_bad_input(self.f_status[:nxt])
+            sub.consumed(int(nxt))
+            sub.frame(time.time_ns())
+            if nxt < n:
+                break  # a worker is a full ring behind
+        if sub.framed and not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.row[C.BACKPRESSURE_WAITS] += 1
+            self.loop.call_later(BACKPRESSURE_WAIT_S, self._fast_flush)
+
+    # ----- the nats-py path (tls:// servers)
+    async def run_nats_py(self) -> int:
         nc = await connect(self.settings, "rtsig-ingest", self.row, stopping=self._stopping,
                            on_reconnect=self._on_reconnect, on_disconnect=self._on_disconnect)
         if nc is None:

@@ -28,6 +28,7 @@ from rtsig import heartbeat
 from rtsig.decode import Decoder
 from rtsig.eventring import awake, consumed, new_wakers, pending, route_events, try_sleep
 from rtsig.ingest import ingest_main
+from rtsig.natsproto import scan_frames
 from rtsig.params import ParameterTable
 from rtsig.settings import Settings
 from rtsig.store import Store
@@ -57,6 +58,8 @@ def warm_up(settings: Settings, store: Store) -> None:
     evaluate_events(store.events[0], 0, 0, store.book_meta, store.book_levels, store.market,
                     store.trades, store.tickers, params.values, params.enabled,
                     store.counters[C.ROW_SUPERVISOR], info, rows)
+    frames = np.zeros(4, dtype=np.int64)
+    scan_frames(np.frombuffer(b"PING\r\n", dtype=np.uint8).copy(), 0, 6, frames, frames.copy(), 0, 4)
     cursors = store.event_cursors
     tail, head = pending(cursors, 0)
     consumed(cursors, 0, tail)

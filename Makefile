@@ -37,6 +37,7 @@ perf-quick: $(STAMP)
 	$(BIN)/python -m perf.harness --quick
 
 perf: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[perf]'
 	$(BIN)/python -m perf.harness
 
 clean:

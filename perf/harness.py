@@ -86,6 +86,27 @@ def peak_rss_mib(pids: list[int]) -> float:
     return round(total / 1024, 1)
 
 
+def pss_mib(pids: list[int]) -> float:
+    """Proportional set size summed: shared pages (the store, forked code) counted once overall."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return round(total / 1024, 1)
+
+
+def idle_cpu_percent(pids: list[int], seconds: float) -> dict[int, float]:
+    """CPU use of each process over ``seconds`` of no traffic, in percent of one core."""
+    before = {pid: cpu_seconds([pid]) for pid in pids}
+    time.sleep(seconds)
+    return {pid: round((cpu_seconds([pid]) - before[pid]) / seconds * 100, 3) for pid in pids}
+
+
 def rss_mib(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -232,16 +253,21 @@ def measure(system: System, symbols: int, count: int, rate: float, share: float,
     result["msgs_per_s"] = round(result["sent"] / result["elapsed_seconds"], 1) if result["drained"] else None
     result["processed_total"] = processed_total
     result["peak_rss_mib"] = peak_rss_mib(system.pids())
+    result["pss_mib"] = pss_mib(system.pids())
     return result
 
 
 def run_system(name: str, url: str, plan: dict, workers: int = 2) -> dict:
     """Start a system, run the plan's throughput and latency loads, stop it."""
     system = make_system(name, url, workers)
+    started = time.monotonic()
     system.start()
-    out: dict = {"system": name, "workers": workers if name == "rtsig" else 1}
+    out: dict = {"system": name, "workers": workers if name == "rtsig" else 1,
+                 "start_seconds": round(time.monotonic() - started, 3)}
     sent = 0
     try:
+        if plan.get("idle_seconds"):
+            out["idle_cpu_percent"] = list(idle_cpu_percent(system.pids(), plan["idle_seconds"]).values())
         t = measure(system, plan["symbols"], plan["throughput_count"], 0, plan["share"])
         sent += t["sent"]
         out["throughput"] = t
@@ -252,6 +278,7 @@ def run_system(name: str, url: str, plan: dict, workers: int = 2) -> dict:
             out["latency"][str(int(rate))] = r
         out["lost"] = sent - system.processed()
         out["peak_rss_mib"] = peak_rss_mib(system.pids())
+        out["pss_mib"] = pss_mib(system.pids())
     finally:
         system.stop()
     return out
@@ -269,7 +296,8 @@ def scaling(url: str, plan: dict) -> list[dict]:
                 system.stop()
             rows.append({"workers": workers, "symbols": symbols, "msgs_per_s": r["msgs_per_s"],
                          "cpu_seconds_per_1000": r["cpu_seconds_per_1000"],
-                         "peak_rss_mib": r["peak_rss_mib"], "drained": r["drained"]})
+                         "peak_rss_mib": r["peak_rss_mib"], "pss_mib": r["pss_mib"],
+                         "drained": r["drained"]})
             print(f"  scaling workers={workers} symbols={symbols}: {r['msgs_per_s']} msg/s", file=sys.stderr)
     return rows
 
@@ -287,12 +315,15 @@ def soak(url: str, seconds: int, rate: float, symbols: int, share: float) -> dic
             stdout=subprocess.PIPE, cwd=ROOT)
         started = time.monotonic()
         while gen.poll() is None:
-            samples.append({"t": round(time.monotonic() - started, 1), "rss_mib": rss_mib(system.pids())})
+            samples.append({"t": round(time.monotonic() - started, 1), "rss_mib": rss_mib(system.pids()),
+                            "pss_mib": pss_mib(system.pids())})
             time.sleep(10)
         result = json.loads(gen.stdout.read().decode().strip().splitlines()[-1])
         result["rss_samples"] = samples
-        result["rss_growth_mib"] = round(samples[-1]["rss_mib"] - samples[min(3, len(samples) - 1)]["rss_mib"], 1) \
-            if samples else None
+        if samples:  # growth after the first 30 s (rings and caches fill first)
+            base = samples[min(3, len(samples) - 1)]
+            result["rss_growth_mib"] = round(samples[-1]["rss_mib"] - base["rss_mib"], 1)
+            result["pss_growth_mib"] = round(samples[-1]["pss_mib"] - base["pss_mib"], 1)
         result["lost"] = result["sent"] - system.processed()
     finally:
         system.stop()
@@ -302,9 +333,10 @@ def soak(url: str, seconds: int, rate: float, symbols: int, share: float) -> dic
 # ----------------------------------------------------------------------------- the run
 
 QUICK = {"symbols": 100, "share": 0.02, "throughput_count": 200_000, "rates": [20_000],
-         "latency_seconds": 8, "scaling_symbols": [], "soak_seconds": 0}
+         "latency_seconds": 8, "scaling_symbols": [], "soak_seconds": 0, "idle_seconds": 0}
 FULL = {"symbols": 100, "share": 0.02, "throughput_count": 500_000, "rates": [1_000, 20_000, 50_000],
-        "latency_seconds": 20, "scaling_symbols": [10, 100, 1000], "soak_seconds": 600}
+        "latency_seconds": 20, "scaling_symbols": [10, 100, 1000], "soak_seconds": 600,
+        "idle_seconds": 10}
 
 
 def summary(systems: dict) -> dict:
@@ -330,7 +362,7 @@ def summary(systems: dict) -> dict:
         "raw_cpu_s_per_1000": raw["throughput"]["cpu_seconds_per_1000"],
         "rtsig_cpu_vs_reference": ratio(rt["throughput"]["cpu_seconds_per_1000"],
                                         ref["throughput"]["cpu_seconds_per_1000"]),
-        "rtsig_peak_rss_mib": rt["peak_rss_mib"],
+        "rtsig_peak_rss_mib": rt["peak_rss_mib"], "rtsig_pss_mib": rt["pss_mib"],
         "lost": sum(s["lost"] for s in systems.values()),
     }
 
@@ -360,6 +392,10 @@ def main() -> None:
         if plan["soak_seconds"]:
             print(f"soak {plan['soak_seconds']} s…", file=sys.stderr)
             result["soak"] = soak(server.url, plan["soak_seconds"], 20_000, plan["symbols"], plan["share"])
+    if not a.quick:
+        bench = subprocess.run([PYTHON, "-m", "perf.microbench", "--runs", "2000"], capture_output=True,
+                               cwd=ROOT, check=True)
+        result["microbench"] = json.loads(bench.stdout.decode().strip().splitlines()[-1])
     result["summary"] = summary(systems)
     result["seconds"] = round(time.monotonic() - started, 1)
     stamp = dt.datetime.now().strftime("%Y-%m-%d")

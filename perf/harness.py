@@ -32,7 +32,7 @@ import nats
 
 from perf.microbench import machine
 from rtsig import counters as C
-from rtsig.errors import StoreError
+from rtsig.demo import wait_until_subscribed
 from rtsig.natsbin import EmbeddedNats
 from rtsig.store import Store, segment_name
 
@@ -191,22 +191,7 @@ class Rtsig(System):
     def start(self) -> None:
         self.process = subprocess.Popen([RTSIG, "run", "--no-web"], env=self.env(), cwd=ROOT,
                                         start_new_session=True)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"rtsig exited with {self.process.returncode}")
-            try:
-                store = Store.attach(segment_name(f"perf{self.uid}"), readonly=True)
-            except StoreError:
-                time.sleep(0.05)
-                continue
-            try:
-                if store.counters[C.ROW_INGEST][C.SUBSCRIBED] == 1:
-                    return
-            finally:
-                store.close()
-            time.sleep(0.05)
-        raise TimeoutError("rtsig did not become ready")
+        wait_until_subscribed(f"perf{self.uid}", self.process, 300)
 
     def processed(self) -> int:
         store = Store.attach(segment_name(f"perf{self.uid}"), readonly=True)

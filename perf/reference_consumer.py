@@ -11,17 +11,12 @@ Answers ``{"processed": n}`` on the control subject once every earlier message h
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import os
-import signal
 import time
 import uuid
 from datetime import datetime, timezone
 
-import nats
-import uvloop
+from perf.baseline import run, serve
 
 
 class OrderBookSkewStrategy:
@@ -126,58 +121,42 @@ class TickerVelocityStrategy:
 
 
 async def main(url: str, subject_in: str, subject_out: str, group: str, control: str) -> None:
-    nc = await nats.connect(url, max_reconnect_attempts=-1)
     strategies = {"orderbook_skew": OrderBookSkewStrategy(), "trade_momentum": TradeMomentumStrategy(),
                   "ticker_velocity": TickerVelocityStrategy()}
     state = {"processed": 0, "errors": 0, "signals": 0}
 
-    async def publish_signal(signal_: dict, message_id: str | None) -> None:
-        signal_["signal_id"] = str(uuid.uuid4())
-        signal_["source"] = "reference"
-        signal_["strategy"] = signal_["strategy_id"]
-        signal_["timestamp"] = datetime.now(timezone.utc).isoformat()
-        signal_["metadata"]["message_id"] = message_id
-        await nc.publish(subject_out, json.dumps(signal_).encode())
-        state["signals"] += 1
+    def handler(nc):
+        async def publish_signal(signal_: dict, message_id: str | None) -> None:
+            signal_["signal_id"] = str(uuid.uuid4())
+            signal_["source"] = "reference"
+            signal_["strategy"] = signal_["strategy_id"]
+            signal_["timestamp"] = datetime.now(timezone.utc).isoformat()
+            signal_["metadata"]["message_id"] = message_id
+            await nc.publish(subject_out, json.dumps(signal_).encode())
+            state["signals"] += 1
 
-    async def on_message(msg) -> None:
-        try:
-            data = json.loads(msg.data.decode())
-            stream = data.get("stream", "")
-            payload = data["data"]
-            symbol = stream.split("@")[0].upper()
-            signal_ = None
-            if "@trade" in stream or "@aggTrade" in stream:
-                signal_ = strategies["trade_momentum"].analyze(symbol, payload)
-            elif "@ticker" in stream:
-                signal_ = strategies["ticker_velocity"].analyze(symbol, payload)
-            elif "@depth" in stream:
-                signal_ = strategies["orderbook_skew"].analyze(symbol, payload)
-            if signal_:
-                await publish_signal(signal_, data.get("message_id"))
-            state["processed"] += 1
-        except Exception:  # noqa: BLE001 - the seed counts and carries on
-            state["errors"] += 1
+        async def on_message(msg) -> None:
+            try:
+                data = json.loads(msg.data.decode())
+                stream = data.get("stream", "")
+                payload = data["data"]
+                symbol = stream.split("@")[0].upper()
+                signal_ = None
+                if "@trade" in stream or "@aggTrade" in stream:
+                    signal_ = strategies["trade_momentum"].analyze(symbol, payload)
+                elif "@ticker" in stream:
+                    signal_ = strategies["ticker_velocity"].analyze(symbol, payload)
+                elif "@depth" in stream:
+                    signal_ = strategies["orderbook_skew"].analyze(symbol, payload)
+                if signal_:
+                    await publish_signal(signal_, data.get("message_id"))
+                state["processed"] += 1
+            except Exception:  # noqa: BLE001 - the seed counts and carries on
+                state["errors"] += 1
+        return on_message
 
-    async def on_control(msg) -> None:
-        await msg.respond(json.dumps({**state, "pid": os.getpid()}).encode())
-
-    await nc.subscribe(subject_in, queue=group, cb=on_message, pending_msgs_limit=5_000_000,
-                       pending_bytes_limit=4 * 1024 ** 3)
-    await nc.subscribe(control, cb=on_control)
-    await nc.flush()
-    print("ready", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    await stop.wait()
-    await nc.drain()
+    await serve(url, subject_in, group, control, handler, lambda: dict(state))
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("url", "subject-in", "subject-out", "group", "control"):
-        p.add_argument(f"--{name}", required=True)
-    a = p.parse_args()
-    uvloop.run(main(a.url, a.subject_in, a.subject_out, a.group, a.control))
+    run(__doc__.splitlines()[0], main)

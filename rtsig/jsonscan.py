@@ -204,6 +204,20 @@ def scalar_end(buf, i, n):
     return -1
 
 
+@njit(cache=True, inline="always")
+def member_value_start(buf, i, n):
+    """At an object member's key (its opening quote): the index just past the ``:``, or -1."""
+    if i >= n or buf[i] != QUOTE:
+        return -1
+    i = string_end(buf, i, n)
+    if i < 0:
+        return -1
+    i = skip_ws(buf, i, n)
+    if i >= n or buf[i] != COLON:
+        return -1
+    return i + 1
+
+
 @njit(cache=True)
 def value_end(buf, i, n, stack):
     """Index just past the JSON value at ``i`` (validated completely), or -1.
@@ -231,15 +245,9 @@ def value_end(buf, i, n, stack):
                         return -1
                     stack[depth] = 1
                     depth += 1
-                    if buf[i] != QUOTE:
-                        return -1
-                    i = string_end(buf, i, n)
+                    i = member_value_start(buf, i, n)
                     if i < 0:
                         return -1
-                    i = skip_ws(buf, i, n)
-                    if i >= n or buf[i] != COLON:
-                        return -1
-                    i += 1
                     continue
             else:
                 if buf[i] == RBRACKET:
@@ -262,16 +270,9 @@ def value_end(buf, i, n, stack):
             c = buf[i]
             if stack[depth - 1] == 1:
                 if c == COMMA:
-                    i = skip_ws(buf, i + 1, n)
-                    if i >= n or buf[i] != QUOTE:
-                        return -1
-                    i = string_end(buf, i, n)
+                    i = member_value_start(buf, skip_ws(buf, i + 1, n), n)
                     if i < 0:
                         return -1
-                    i = skip_ws(buf, i, n)
-                    if i >= n or buf[i] != COLON:
-                        return -1
-                    i += 1
                     break
                 if c == RBRACE:
                     depth -= 1

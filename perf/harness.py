@@ -374,18 +374,24 @@ def main() -> None:
         if plan["scaling_symbols"]:
             print("scaling…", file=sys.stderr)
             result["scaling"] = scaling(server.url, plan)
+        stamp = dt.datetime.now().strftime("%Y-%m-%d")
+        (RESULTS / f"{stamp}-{scenario}.partial.json").write_text(json.dumps(result, indent=2) + "\n")
         if plan["soak_seconds"]:
             print(f"soak {plan['soak_seconds']} s…", file=sys.stderr)
             result["soak"] = soak(server.url, plan["soak_seconds"], 20_000, plan["symbols"], plan["share"])
+    result["summary"] = summary(systems)
     if not a.quick:
         bench = subprocess.run([PYTHON, "-m", "perf.microbench", "--runs", "2000"], capture_output=True,
-                               cwd=ROOT, check=True)
-        result["microbench"] = json.loads(bench.stdout.decode().strip().splitlines()[-1])
-    result["summary"] = summary(systems)
+                               cwd=ROOT)
+        if bench.returncode == 0:
+            result["microbench"] = json.loads(bench.stdout.decode().strip().splitlines()[-1])
+        else:
+            print(f"micro-benchmarks failed:\n{bench.stderr.decode()[-2000:]}", file=sys.stderr)
     result["seconds"] = round(time.monotonic() - started, 1)
     stamp = dt.datetime.now().strftime("%Y-%m-%d")
     path = RESULTS / f"{stamp}-{scenario}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{stamp}-{scenario}.partial.json").unlink(missing_ok=True)
     print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
     if not a.quick and not a.no_report:
         from perf.report import write_report

@@ -390,7 +390,7 @@ def _decode_one(buf, s, n, receipt_ns, header, symbols, symbol_names, symbol_slo
             vs = i
             if _eq(key, K_DATA):
                 # a repeated "data" key: the last one wins, as in every JSON parser
-                for k in range(N_FIELDS):
+                for k in range(N_FIELDS):  # (fs holds only the last data's fields)
                     fs[k] = -1
                 sides_seen = 0
                 bid_count = 0

@@ -128,7 +128,7 @@ class System:
 
     name: str
     url: str
-    workers: int = 2
+    workers: int = max(1, (os.cpu_count() or 2) - 1)  # rtsig's own default
     uid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     process: subprocess.Popen | None = None
 
@@ -210,7 +210,7 @@ class Rtsig(System):
                 self.process.wait()
 
 
-def make_system(name: str, url: str, workers: int = 2) -> System:
+def make_system(name: str, url: str, workers: int = System.workers) -> System:
     return (Rtsig if name == "rtsig" else System)(name, url, workers)
 
 
@@ -242,7 +242,7 @@ def measure(system: System, symbols: int, count: int, rate: float, share: float,
     return result
 
 
-def run_system(name: str, url: str, plan: dict, workers: int = 2) -> dict:
+def run_system(name: str, url: str, plan: dict, workers: int = System.workers) -> dict:
     """Start a system, run the plan's throughput and latency loads, stop it."""
     system = make_system(name, url, workers)
     started = time.monotonic()

@@ -254,7 +254,7 @@ def test_sigterm_under_load_exits_0_within_10_s_and_leaves_nothing(nats_server, 
                     await nc.publish(service.in_subject, m)
                     sent += 1
                 await nc.flush()
-                if sigterm_at is None and service.ingest(C.MESSAGES_RECEIVED) >= 20_000:
+                if sigterm_at is None and service.ingest(C.MESSAGES_RECEIVED) >= 5_000:
                     received = service.ingest(C.MESSAGES_RECEIVED)
                     service.close_store()
                     sigterm_at = time.monotonic()
@@ -262,7 +262,7 @@ def test_sigterm_under_load_exits_0_within_10_s_and_leaves_nothing(nats_server, 
                     waiter = asyncio.create_task(asyncio.to_thread(service.proc.wait, 15))
                 if waiter is not None and waiter.done():
                     break
-            assert sigterm_at is not None, "the ingest never reached 20k messages"
+            assert sigterm_at is not None, "the ingest never reached 5k messages"
             exit_code = await waiter
             return exit_code, time.monotonic() - sigterm_at, sent, received
         finally:

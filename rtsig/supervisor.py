@@ -121,6 +121,9 @@ class Supervisor:
         log.info("rtsig started: %d workers, instance %s, ready in %.2f s", len(workers),
                  self.settings.instance, time.monotonic() - started,
                  extra={"shm": store.name, "pids": {c.name: c.process.pid for c in children}})
+        if self.web:
+            log.warning("the operator API (HTTP_PORT) is not part of this build yet; "
+                        "running without it (pass --no-web to silence this)")
         beat = heartbeat.Heartbeat(store, self.settings.workers)
         next_beat = time.monotonic() + self.settings.heartbeat_interval_seconds
         while not self.stop_requested:

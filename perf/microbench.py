@@ -55,11 +55,6 @@ def sample_messages(kind: str, n: int, symbols: tuple[str, ...] = ("BTCUSDT",)) 
     return out
 
 
-def mark_all_judged(store: Store) -> None:
-    """No workers in a micro-benchmark: every written ring entry may be reused."""
-    m = store.market
-    m["book_done"], m["trade_done"], m["ticker_done"] = m["book_end"], m["trade_end"], m["ticker_end"]
-
 
 def bench_decode(kind: str, batch: int, runs: int) -> tuple[float, float]:
     """Median µs per message decoding+storing batches of ``batch``, and of single messages."""
@@ -76,7 +71,7 @@ def bench_decode(kind: str, batch: int, runs: int) -> tuple[float, float]:
         dec.decode()
         elapsed = time.perf_counter_ns() - t0
         assert not dec.blocked
-        mark_all_judged(store)
+        store.release_all()
         return elapsed / k / 1000
 
     one_batch(batch)  # compile / load cache
@@ -101,7 +96,7 @@ def bench_kernels(batch: int, runs: int) -> dict[str, float]:
         while True:  # no workers: release the rings between calls (the data stays in them)
             n = dec.decode()
             chunks.append(dec.events[:n].copy())
-            mark_all_judged(store)
+            store.release_all()
             if not dec.blocked:
                 break
         events = np.concatenate(chunks)

@@ -150,28 +150,23 @@ class _Reader:
 
     def number(self, name: str, default: float, lo: float | None = None, hi: float | None = None,
                lo_open: bool = False, hi_open: bool = False) -> float:
+        return self._ranged(name, default, float, "a number", lo, hi, lo_open, hi_open)
+
+    def integer(self, name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+        return self._ranged(name, default, int, "an integer", lo, hi, False, False)
+
+    def _ranged(self, name: str, default, parse: Callable[[str], T], kind: str, lo, hi,
+                lo_open: bool, hi_open: bool) -> T:
+        """Parse ``name`` with ``parse`` and check it lies in the range; one error line if not."""
         value = self.raw(name)
         if value is None:
             return default
-        accepted = _range_text("a number", lo, hi, lo_open, hi_open)
+        accepted = _range_text(kind, lo, hi, lo_open, hi_open)
         try:
-            number = float(value)
+            number = parse(value)
         except ValueError:
             raise SettingsError(name, value, accepted) from None
         if not math.isfinite(number) or not _in_range(number, lo, hi, lo_open, hi_open):
-            raise SettingsError(name, value, accepted)
-        return number
-
-    def integer(self, name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
-        accepted = _range_text("an integer", lo, hi, False, False)
-        try:
-            number = int(value)
-        except ValueError:
-            raise SettingsError(name, value, accepted) from None
-        if not _in_range(number, lo, hi, False, False):
             raise SettingsError(name, value, accepted)
         return number
 

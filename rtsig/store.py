@@ -252,6 +252,11 @@ class Store:
     def symbol_list(self) -> list[str]:
         return [self.symbol_name(sid) for sid in range(self.symbol_count)]
 
+    def release_all(self) -> None:
+        """Mark every ring entry written so far as judged (no workers: tests, benchmarks)."""
+        m = self.market
+        m["book_done"], m["trade_done"], m["ticker_done"] = m["book_end"], m["trade_end"], m["ticker_end"]
+
     # ----- consistent reads for Python-level readers (web, tests)
     def latest_book(self, sid: int, retries: int = 100):
         """Copy of the newest order-book snapshot of ``sid`` via its seqlock, or None.

@@ -302,11 +302,6 @@ def small_settings(**changes) -> Settings:
     return Settings(**base)
 
 
-def mark_all_judged(store: Store) -> None:
-    """Stand in for the workers: every ring entry written so far may be reused."""
-    m = store.market
-    m["book_done"], m["trade_done"], m["ticker_done"] = m["book_end"], m["trade_end"], m["ticker_end"]
-
 
 @dataclass
 class Decoded:
@@ -350,7 +345,7 @@ class Harness:
             n = d.decode()
             statuses += [codes.status_name(int(s)) for s in d.last_status]
             self._collect(n, events)
-            mark_all_judged(self.store)  # no workers here: everything stored counts as judged
+            self.store.release_all()  # no workers here: everything stored counts as judged
             if not d.blocked:
                 break
 

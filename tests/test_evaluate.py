@@ -14,7 +14,6 @@ from rtsig.params import ParameterTable
 from rtsig.settings import Settings
 from rtsig.signals import SignalBuilder
 from rtsig.store import Store
-from tests.decode_helpers import mark_all_judged
 from workers.judge import EventJudge
 
 
@@ -61,7 +60,7 @@ def decode(store, messages: list[bytes], capacity: int = 4096, overwrite: bool =
         events.append(dec.events[:n].copy())
         ids.append(dec.message_ids[:n].copy())
         if overwrite:
-            mark_all_judged(store)
+            store.release_all()
         if not dec.blocked:
             out = SimpleNamespace(events=np.concatenate(events), message_ids=np.concatenate(ids))
             return out, len(out.events)

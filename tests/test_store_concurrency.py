@@ -191,7 +191,7 @@ def writer_main(name: str, ready, go, stop, queue) -> None:
                 ok += int(np.count_nonzero(decoder.last_status == codes.STATUS_OK))
                 # no worker judges here: the writer may reuse every slot (the reader relies on
                 # the seqlock alone, which is what this test proves)
-                store.market["book_done"] = store.market["book_end"]
+                store.release_all()
                 if not decoder.blocked:
                     break
             written += ok
@@ -302,7 +302,7 @@ def test_snapshot_message_satisfies_the_invariant_after_decoding():
     for k in (1, 2, 4095, 4096, 4097, N_MESSAGES):
         decoder.add(depth20_message(k), 1_700_000_000_000_000_000)
         assert decoder.decode() == 1
-        store.market["book_done"] = store.market["book_end"]
+        store.release_all()
         levels, nb, na, meta = store.latest_book(0)
         assert int(meta["last_update_id"]) == k
         assert snapshot_consistent(levels, nb, na, k)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtsig import codes
-from rtsig.registry import REALTIME_IDS
+from rtsig.registry import REALTIME_IDS, STRATEGIES
 
 MESSAGES_RECEIVED = 0
 KIND_BASE = 8  # + KIND_* (messages stored, by kind)
@@ -38,9 +38,15 @@ ALIVE_NS = 76  # wall clock of the process's last loop turn
 PROCESS_PID = 77
 PUBLISH_BUFFERED = 78  # signals held while NATS is down
 CONFIG_EPOCH_SEEN = 79
-CONFIG_CHANGES_BASE = 80  # + strategy number (web/config service)
+CONFIG_CHANGES_BASE = 80  # + position in registry.STRATEGIES (the process that made the change)
+CONFIG_STORE_STATE = 88  # gauge: one of CONFIG_STATES, as this process last read the store
+CONFIG_NOTICES = 89  # change notices received from NATS (other replicas or this host's API)
+CONFIG_MIRROR_ERRORS = 90  # changes the fallback store could not copy
+CONFIG_STATES = ("primary", "fallback", "last_known", "defaults")
+"""CONFIG_STORE_STATE values: the primary answered; the fallback did; neither did and the last
+values read are used; no store has ever answered (environment and defaults only)."""
 GAUGES = (NATS_CONNECTED, CIRCUIT_STATE, SUBSCRIBED, CONSUMER_LAG_NS, ALIVE_NS, PROCESS_PID,
-          PUBLISH_BUFFERED, CONFIG_EPOCH_SEEN)
+          PUBLISH_BUFFERED, CONFIG_EPOCH_SEEN, CONFIG_STORE_STATE)
 
 LATENCY_BOUNDS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                     0.5, 1.0, 2.5, 5.0)
@@ -48,7 +54,11 @@ LATENCY_BOUNDS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 HISTOGRAM_WIDTH = len(LATENCY_BOUNDS_S) + 3  # buckets, +Inf bucket, sum (ns), count
 PROCESSING_LATENCY = 96  # receipt → signal published: a histogram block
 STRATEGY_LATENCY_BASE = PROCESSING_LATENCY + HISTOGRAM_WIDTH  # + strategy number · HISTOGRAM_WIDTH
-N_COUNTERS = 192
+CONFIDENCE_BOUNDS = (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+"""Upper bounds of the per-strategy confidence histogram of published signals."""
+CONFIDENCE_WIDTH = len(CONFIDENCE_BOUNDS) + 3  # buckets, +Inf bucket, sum (micro-units), count
+CONFIDENCE_BASE = STRATEGY_LATENCY_BASE + len(REALTIME_IDS) * HISTOGRAM_WIDTH  # + number · width
+N_COUNTERS = 256
 
 # Counter rows: one per process.
 ROW_SUPERVISOR = 0  # also the offline runner's row
@@ -61,8 +71,9 @@ assert IGNORED_BASE + codes.N_IGNORED <= ERROR_BASE
 assert ERROR_BASE + codes.N_ERRORS <= FILTERED
 assert SIGNALS_BASE + 2 * len(REALTIME_IDS) <= EVALUATED_BASE
 assert EVALUATED_BASE + len(REALTIME_IDS) <= SIGNALS_BELOW_CONFIDENCE
-assert CONFIG_CHANGES_BASE + len(REALTIME_IDS) + 3 <= PROCESSING_LATENCY
-assert STRATEGY_LATENCY_BASE + len(REALTIME_IDS) * HISTOGRAM_WIDTH <= N_COUNTERS
+assert CONFIG_CHANGES_BASE + len(STRATEGIES) <= CONFIG_STORE_STATE
+assert CONFIG_MIRROR_ERRORS < PROCESSING_LATENCY
+assert CONFIDENCE_BASE + len(REALTIME_IDS) * CONFIDENCE_WIDTH <= N_COUNTERS
 
 _BOUNDS_NS = np.array([int(b * 1e9) for b in LATENCY_BOUNDS_S], dtype=np.int64)
 
@@ -75,11 +86,27 @@ def observe(row: np.ndarray, block: int, latency_ns: int, n: int = 1) -> None:
     row[block + len(LATENCY_BOUNDS_S) + 2] += n
 
 
-def histogram(total: np.ndarray, block: int) -> tuple[list[int], float, int]:
-    """``(cumulative bucket counts incl. +Inf, sum in seconds, count)`` of a summed row."""
-    n = len(LATENCY_BOUNDS_S) + 1
+_CONFIDENCE_BOUNDS = np.array(CONFIDENCE_BOUNDS)
+
+
+def observe_confidence(row: np.ndarray, strategy_number: int, confidence: float) -> None:
+    """Count one published signal's confidence in its strategy's histogram."""
+    block = CONFIDENCE_BASE + strategy_number * CONFIDENCE_WIDTH
+    bucket = int(np.searchsorted(_CONFIDENCE_BOUNDS, confidence, side="left"))
+    row[block + bucket] += 1
+    row[block + len(CONFIDENCE_BOUNDS) + 1] += int(round(confidence * 1e6))
+    row[block + len(CONFIDENCE_BOUNDS) + 2] += 1
+
+
+def histogram(total: np.ndarray, block: int, bounds: tuple[float, ...] = LATENCY_BOUNDS_S,
+              sum_scale: float = 1e9) -> tuple[list[int], float, int]:
+    """``(cumulative bucket counts incl. +Inf, sum, count)`` of a summed row's histogram block.
+
+    Latency sums are kept in ns (``sum_scale`` 1e9 → seconds), confidence sums in micro-units.
+    """
+    n = len(bounds) + 1
     cumulative = np.cumsum(total[block:block + n]).tolist()
-    return cumulative, float(total[block + n]) / 1e9, int(total[block + n + 1])
+    return cumulative, float(total[block + n]) / sum_scale, int(total[block + n + 1])
 
 
 def quantile(total: np.ndarray, block: int, q: float) -> float | None:

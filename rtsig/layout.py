@@ -21,7 +21,7 @@ from rtsig.registry import REALTIME_IDS
 from rtsig.settings import SYMBOL_BYTES, Settings
 
 MAGIC = 0x5254_5349_4753_4D31  # "RTSIGSM1"
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 ALIGN = 64
 DEPTH_LEVELS = 20
 """Levels per side kept for each order-book snapshot (Binance partial depth sends at most 20)."""
@@ -29,6 +29,10 @@ MESSAGE_ID_BYTES = 47
 """Longest input ``message_id`` carried into a signal (a uuid4 is 36)."""
 MAX_PROCESS_SLOTS_EXTRA = 4  # supervisor, ingest, web aggregate, offline
 N_REALTIME = len(REALTIME_IDS)
+PRESSURE_HISTORY_S = 3600
+"""Seconds of per-symbol pressure/imbalance history (the API's longest timeframe, 1 h)."""
+PRESSURE, IMBALANCE = 0, 1
+"""Columns of ``pressure_history``: net pressure (−100…100) and imbalance ratio (−1…1)."""
 
 # Book sides and level columns of ``book_levels[symbol, slot, side, level, column]``.
 BID, ASK = 0, 1
@@ -202,6 +206,8 @@ class Layout:
             ("event_cursors", np.dtype("i8"), (W, CURSOR_WIDTH)),
             ("counters", np.dtype("i8"), (self.process_slots, self.n_counters)),
             ("last_signal_ms", np.dtype("i8"), (S, N_REALTIME, 2)),
+            ("pressure_seconds", np.dtype("i8"), (PRESSURE_HISTORY_S,)),
+            ("pressure_history", np.dtype("f4"), (S, PRESSURE_HISTORY_S, 2)),
         ]
         out, offset = [], 0
         for name, dtype, shape in specs:

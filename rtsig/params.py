@@ -30,6 +30,9 @@ class EffectiveConfig:
     updated_at: str | None = None
     changed: Mapping[str, ParamValue] = field(default_factory=dict)
     """The parameters that differ from the defaults (what a signal's metadata shows)."""
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Where each parameter's value came from: ``default``, ``environment`` or a store name
+    (``sqlite``/``mysql``/``mongodb``, with `` (SYMBOL)`` for a symbol override)."""
 
     def as_metadata(self) -> dict:
         return {"version": self.version, "parameters": dict(self.changed), "source": self.source,
@@ -37,9 +40,9 @@ class EffectiveConfig:
 
 
 class ConfigSource(Protocol):
-    """Stored configuration: global and per-symbol parameter sets (the config service)."""
+    """The config service: complete parameters with stored configs layered in (no I/O)."""
 
-    def stored(self, strategy_id: str, symbol: str | None) -> EffectiveConfig | None: ...
+    def effective(self, strategy_id: str, symbol: str | None = None) -> EffectiveConfig: ...
 
 
 def base_config(settings: Settings, strategy_id: str,
@@ -49,11 +52,12 @@ def base_config(settings: Settings, strategy_id: str,
     env = {**settings.strategy_env_params.get(strategy_id, {}),
            **(cli_overrides or {}).get(strategy_id, {})}
     params = {**st.defaults(), **env}
+    sources = {name: "environment" if name in env else "default" for name in params}
     return EffectiveConfig(strategy_id, None, params, 0, "environment" if env else "default",
-                           False, changed=_changed(strategy_id, params))
+                           False, changed=changed_parameters(strategy_id, params), sources=sources)
 
 
-def _changed(strategy_id: str, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+def changed_parameters(strategy_id: str, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
     defaults = STRATEGIES[strategy_id].defaults()
     return {k: v for k, v in params.items() if defaults.get(k) != v}
 
@@ -72,14 +76,9 @@ class ParameterTable:
         self._symbols: list[str] = []
 
     def resolve(self, strategy_id: str, symbol: str | None) -> EffectiveConfig:
-        base = base_config(self.settings, strategy_id, self.cli_overrides)
         if self.source is None:
-            return base
-        for level in ((symbol, None) if symbol else (None,)):
-            stored = self.source.stored(strategy_id, level)
-            if stored is not None:
-                return stored
-        return base
+            return base_config(self.settings, strategy_id, self.cli_overrides)
+        return self.source.effective(strategy_id, symbol)
 
     def sync_symbols(self, names: list[str]) -> None:
         """Fill the rows of symbols that appeared since the last call."""

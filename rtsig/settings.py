@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from rtsig.errors import SettingsError
 from rtsig.registry import REALTIME_IDS, STRATEGIES, ParamValue
@@ -47,7 +48,7 @@ class Settings:
     http_port: int = 8080
     heartbeat_interval_seconds: float = 60.0
     workers: int = 1
-    web_workers: int = 2
+    web_workers: int = 1
     max_symbols: int = 1024
     book_ring: int = 16
     trade_ring: int = 2048
@@ -58,6 +59,10 @@ class Settings:
     instance: str = "default"
     data_dir: Path = Path("var")
     api_token: str | None = None
+    change_rate_limit: int = 30
+    """Configuration changes per minute per ``changed_by`` (per web process); 0 disables."""
+    config_subject: str = "rtsig.config.changed"
+    """NATS subject on which a config change is announced to every replica."""
     min_confidence: float = 0.6
     signal_source: str = "rtsig"
     signal_quantity: float = 0.001
@@ -81,9 +86,9 @@ class Settings:
             trading_symbols=r.get("TRADING_SYMBOLS", "BTCUSDT,ETHUSDT,BNBUSDT", _symbols),
             strategy_enabled=_strategy_enabled(r),
             strategy_env_params=_strategy_env_params(env),
-            mongodb_uri=r.optional("MONGODB_URI"),
+            mongodb_uri=r.checked("MONGODB_URI", _mongodb_uri),
             mongodb_database=r.text("MONGODB_DATABASE", cls.mongodb_database),
-            mysql_uri=r.optional("MYSQL_URI"),
+            mysql_uri=r.checked("MYSQL_URI", _mysql_uri),
             config_cache_ttl_seconds=r.number("CONFIG_CACHE_TTL_SECONDS", cls.config_cache_ttl_seconds, lo=0),
             http_port=_http_port(r),
             heartbeat_interval_seconds=r.number("HEARTBEAT_INTERVAL_SECONDS", cls.heartbeat_interval_seconds,
@@ -99,6 +104,9 @@ class Settings:
             instance=r.text("RTSIG_INSTANCE", cls.instance, _instance),
             data_dir=Path(r.text("RTSIG_DATA_DIR", str(cls.data_dir))),
             api_token=r.optional("RTSIG_API_TOKEN"),
+            change_rate_limit=r.integer("RTSIG_CHANGE_RATE_LIMIT", cls.change_rate_limit, lo=0,
+                                        hi=1_000_000),
+            config_subject=r.text("RTSIG_CONFIG_SUBJECT", cls.config_subject, _subject),
             min_confidence=r.number("MIN_CONFIDENCE", cls.min_confidence, lo=0, hi=1),
             signal_source=r.text("SIGNAL_SOURCE", cls.signal_source),
             signal_quantity=r.number("SIGNAL_QUANTITY", cls.signal_quantity, lo=0),
@@ -143,6 +151,13 @@ class _Reader:
 
     def optional(self, name: str) -> str | None:
         return self.raw(name)
+
+    def checked(self, name: str, check: Callable[[str, str], object]) -> str | None:
+        """An optional value that must pass ``check`` when it is set."""
+        value = self.raw(name)
+        if value is not None:
+            check(name, value)
+        return value
 
     def text(self, name: str, default: str, check: Callable[[str, str], str] | None = None) -> str:
         value = self.raw(name) or default
@@ -225,6 +240,36 @@ def _subject(name: str, value: str) -> str:
     if not re.match(r"^[^\s.*>]+(\.[^\s.*>]+)*$", value):
         raise SettingsError(name, value, "a NATS subject of dot-separated tokens without wildcards")
     return value
+
+
+def _mongodb_uri(name: str, value: str) -> str:
+    if not re.match(r"^mongodb(\+srv)?://[^/\s]+", value):
+        raise SettingsError(name, masked_uri(value), "mongodb://[user:password@]host[:port][/?options]")
+    return value
+
+
+def masked_uri(uri: str) -> str:
+    """A URI with its password replaced by ``***`` (error lines end up in logs)."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", uri)
+
+
+def _mysql_uri(name: str, value: str) -> dict:
+    return parse_mysql_uri(value, name)
+
+
+def parse_mysql_uri(uri: str, name: str = "MYSQL_URI") -> dict:
+    """``mysql://user:password@host:port/database`` → mysqlclient's connect arguments."""
+    parts = urlsplit(uri)
+    database = parts.path.lstrip("/")
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        port = None
+    if (parts.scheme not in ("mysql", "mariadb", "mysql+mysqldb") or not parts.hostname
+            or not database or port is None):
+        raise SettingsError(name, masked_uri(uri), "mysql://user:password@host[:port]/database")
+    return {"host": parts.hostname, "port": port, "user": unquote(parts.username or "root"),
+            "passwd": unquote(parts.password or ""), "database": database}
 
 
 def _instance(name: str, value: str) -> str:

@@ -85,6 +85,7 @@ class SignalBuilder:
             return None
         self.last_signal_ms[sid, number, side] = event_time_ms
         self.counters[C.signal_counter(number, action)] += 1
+        C.observe_confidence(self.counters, number, confidence)
 
         strategy_id = REALTIME_IDS[number]
         price = float(row[OUT_PRICE])

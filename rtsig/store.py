@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 REGION_NAMES = (
     "header", "symbols", "symbol_names", "symbol_slots", "market", "book_meta", "book_levels",
     "trades", "tickers", "events", "event_message_ids", "event_cursors", "counters",
-    "last_signal_ms",
+    "last_signal_ms", "pressure_seconds", "pressure_history",
 )
 
 
@@ -96,6 +96,8 @@ class Store:
     event_cursors: np.ndarray
     counters: np.ndarray
     last_signal_ms: np.ndarray
+    pressure_seconds: np.ndarray
+    pressure_history: np.ndarray
 
     def __init__(self, layout: Layout, buffer, shm: shared_memory.SharedMemory | None = None,
                  readonly: bool = False) -> None:
@@ -197,6 +199,15 @@ class Store:
         if settings.trading_symbols is not None:
             for symbol in settings.trading_symbols:
                 self.add_symbol(symbol)
+
+    def writable(self, region: str) -> np.ndarray:
+        """A writable view of one region of a store attached read-only.
+
+        The web processes attach read-only and write exactly two things: the config epoch in the
+        header and their own counter row.
+        """
+        r = next(r for r in self.layout.regions() if r.name == region)
+        return np.ndarray(r.shape, dtype=r.dtype, buffer=self._buffer, offset=r.offset)
 
     def close(self) -> None:
         """Drop this process's views (the segment stays for the others)."""

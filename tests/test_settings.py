@@ -100,6 +100,15 @@ def test_from_env_without_argument_reads_os_environ(monkeypatch):
 
 # ----------------------------------------------------------------------------- every variable read
 
+SECTION_5_VARIABLES = frozenset({
+    "NATS_URL", "NATS_CONSUMER_TOPIC", "NATS_PUBLISHER_TOPIC", "NATS_CONSUMER_GROUP",
+    "TRADING_SYMBOLS", "MONGODB_URI", "MONGODB_DATABASE", "MYSQL_URI", "CONFIG_CACHE_TTL_SECONDS",
+    "HTTP_PORT", "FASTAPI_PORT", "HEARTBEAT_INTERVAL_SECONDS", "RTSIG_WORKERS", "RTSIG_WEB_WORKERS",
+    "RTSIG_MAX_SYMBOLS", "RTSIG_DATA_DIR", "RTSIG_API_TOKEN", "MIN_CONFIDENCE", "SIGNAL_SOURCE",
+    "SIGNAL_QUANTITY", "RISK_STOP_LOSS_PCT", "RISK_TAKE_PROFIT_PCT", "SIGNAL_SUBJECT_PER_STRATEGY",
+    "LOG_LEVEL", "LOG_FORMAT"})
+"""Every fixed variable name of interfaces.md §5 (the per-strategy ones come from the registry)."""
+
 # variable -> (a valid non-default value, field, the value the field must then have)
 EVERY_VARIABLE = {
     "NATS_URL": ("nats://10.0.0.5:4333", "nats_url", "nats://10.0.0.5:4333"),
@@ -125,6 +134,8 @@ EVERY_VARIABLE = {
     "RTSIG_INSTANCE": ("blue-2", "instance", "blue-2"),
     "RTSIG_DATA_DIR": ("/tmp/rtsig-data", "data_dir", Path("/tmp/rtsig-data")),
     "RTSIG_API_TOKEN": ("s3cret", "api_token", "s3cret"),
+    "RTSIG_CONFIG_SUBJECT": ("ops.config", "config_subject", "ops.config"),
+    "RTSIG_CHANGE_RATE_LIMIT": ("5", "change_rate_limit", 5),
     "MIN_CONFIDENCE": ("0.75", "min_confidence", 0.75),
     "SIGNAL_SOURCE": ("other-source", "signal_source", "other-source"),
     "SIGNAL_QUANTITY": ("0.5", "signal_quantity", 0.5),
@@ -201,14 +212,7 @@ def test_every_variable_named_in_settings_source_is_covered_here():
 
 
 def test_all_spec_variables_are_covered():
-    spec_names = {"NATS_URL", "NATS_CONSUMER_TOPIC", "NATS_PUBLISHER_TOPIC", "NATS_CONSUMER_GROUP",
-                  "TRADING_SYMBOLS", "MONGODB_URI", "MONGODB_DATABASE", "MYSQL_URI",
-                  "CONFIG_CACHE_TTL_SECONDS", "HTTP_PORT", "FASTAPI_PORT",
-                  "HEARTBEAT_INTERVAL_SECONDS", "RTSIG_WORKERS", "RTSIG_WEB_WORKERS",
-                  "RTSIG_MAX_SYMBOLS", "RTSIG_DATA_DIR", "RTSIG_API_TOKEN", "MIN_CONFIDENCE",
-                  "SIGNAL_SOURCE", "SIGNAL_QUANTITY", "RISK_STOP_LOSS_PCT", "RISK_TAKE_PROFIT_PCT",
-                  "SIGNAL_SUBJECT_PER_STRATEGY", "LOG_LEVEL", "LOG_FORMAT"}
-    assert spec_names <= set(EVERY_VARIABLE)
+    assert SECTION_5_VARIABLES <= set(EVERY_VARIABLE)
 
 
 # ----------------------------------------------------------------------------- HTTP port alias
@@ -258,6 +262,12 @@ BAD_VALUES = [
     ("TRADING_SYMBOLS", "BTC USDT", "BTCUSDT"),
     ("TRADING_SYMBOLS", "BTCUSDT,ETH$", "BTCUSDT"),
     ("CONFIG_CACHE_TTL_SECONDS", "sixty", "number"),
+    ("MONGODB_URI", "http://db:27017", "mongodb://"),
+    ("MONGODB_URI", "mongodb://", "mongodb://"),
+    ("MYSQL_URI", "mysql://db", "mysql://user:password@host"),
+    ("MYSQL_URI", "postgres://db/x", "mysql://user:password@host"),
+    ("MYSQL_URI", "mysql://db:port/x", "mysql://user:password@host"),
+    ("RTSIG_CONFIG_SUBJECT", "rtsig.config.*", "subject"),
     ("CONFIG_CACHE_TTL_SECONDS", "-1", ">= 0"),
     ("HTTP_PORT", "http", "integer"),
     ("HTTP_PORT", "0", ">= 1"),
@@ -410,3 +420,9 @@ def test_rtsig_config_with_good_environment_exits_0():
                           env=_env_without_rtsig_vars(ORDERBOOK_SKEW_TOP_LEVELS="7"))
     assert proc.returncode == 0, proc.stderr.decode()
     assert b'"top_levels"' in proc.stdout
+
+
+def test_a_bad_database_uri_is_reported_without_its_password():
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"MYSQL_URI": "mysql://admin:hunter2@db"})
+    assert "hunter2" not in str(err.value) and "admin:***@db" in str(err.value)

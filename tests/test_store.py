@@ -25,6 +25,7 @@ from rtsig.layout import (
     HEADER_DTYPE,
     LAYOUT_VERSION,
     MAGIC,
+    PRESSURE_HISTORY_S,
     Layout,
 )
 from rtsig.decode import symbol_hash
@@ -134,6 +135,8 @@ def test_region_shapes_follow_the_settings(overrides):
     assert shapes["tickers"] == (S, settings.ticker_ring)
     assert shapes["events"] == (settings.workers, settings.event_ring)
     assert shapes["counters"] == (layout.process_slots, counters.N_COUNTERS)
+    assert shapes["pressure_seconds"] == (PRESSURE_HISTORY_S,)
+    assert shapes["pressure_history"] == (S, PRESSURE_HISTORY_S, 2)
 
 
 def test_store_views_sit_at_their_region_offsets(store):

@@ -17,6 +17,8 @@ import signal
 import time
 
 from rtsig import counters as C
+from rtsig.config.notify import bump_epoch, parse_notice
+from rtsig.config.service import ConfigService
 from rtsig.eventring import awake, consumed, pending, try_sleep
 from rtsig.natsconn import connect
 from rtsig.params import ParameterTable
@@ -93,7 +95,8 @@ class Worker:
         self.index = index
         self.waker_fd = waker_fd
         self.row = store.counters[C.ROW_WORKER0 + index]
-        self.params = ParameterTable(settings, settings.max_symbols)
+        self.config = ConfigService(settings)  # connects lazily, after the fork
+        self.params = ParameterTable(settings, settings.max_symbols, source=self.config)
         builder = SignalBuilder(settings, self.params, store.last_signal_ms, self.row, store.symbol_name)
         self.judge = EventJudge(store, self.params, builder, C.ROW_WORKER0 + index, CHUNK_EVENTS)
         self.builder = builder
@@ -112,6 +115,9 @@ class Worker:
         self.publisher.nc = await connect(
             self.settings, f"rtsig-worker-{self.index}", self.row,
             on_reconnect=self.publisher.release_held, stopping=self._draining)
+        await self._refresh_config(reload=True)
+        if self.index == 0:
+            await self.publisher.nc.subscribe(self.settings.config_subject, cb=self._on_config_notice)
         loop.add_reader(self.waker_fd, self._on_wake)
         ticker = asyncio.create_task(self._tick())
         try:
@@ -185,15 +191,31 @@ class Worker:
         while True:
             self.row[C.ALIVE_NS] = time.time_ns()
             epoch = int(self.store.header[0]["config_epoch"])
-            if epoch != self.epoch:
+            if epoch != self.epoch or self.config.expired():
+                bumped = epoch != self.epoch
                 self.epoch = epoch
-                self.params.reload()
+                await self._refresh_config(reload=bumped)
                 self.row[C.CONFIG_EPOCH_SEEN] = epoch
             if self._shutdown() >= SHUTDOWN_DRAIN:
                 self.wake.set()
             await asyncio.sleep(TICK_S)
 
+    async def _refresh_config(self, reload: bool) -> None:
+        """Re-read the config store off the event loop; rebuild the parameter rows if it changed."""
+        before = self.config.snapshot.fingerprint
+        snapshot = await asyncio.to_thread(self.config.refresh)
+        self.row[C.CONFIG_STORE_STATE] = C.CONFIG_STATES.index(self.config.state())
+        if reload or snapshot.fingerprint != before:
+            self.params.reload()
+
+    async def _on_config_notice(self, msg) -> None:
+        """A change announced on NATS (another replica, or this host's API): wake every worker."""
+        if parse_notice(msg.data) is not None:
+            self.row[C.CONFIG_NOTICES] += 1
+            bump_epoch(self.store.header)
+
     async def _close(self) -> None:
+        self.config.close()
         nc = self.publisher.nc
         if nc is None:
             return

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import orjson
 
-from rtsig.errors import InputError, SettingsError
+from rtsig.errors import ConfigError, InputError, SettingsError
 from rtsig.registry import STRATEGIES, ParamValue
 from rtsig.settings import Settings
 
@@ -51,27 +51,61 @@ def cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    from rtsig.params import base_config
+    from rtsig.config.service import ConfigService
 
-    effective = {
-        "settings": {k: (str(v) if not isinstance(v, (int, float, bool, str, type(None), tuple, dict))
-                         else v)
-                     for k, v in vars(settings).items()
-                     if k not in ("strategy_env_params", "api_token")},
-        "strategies": {},
-    }
-    effective["settings"]["api_token"] = "***" if settings.api_token else None
-    for sid, st in STRATEGIES.items():
-        config = base_config(settings, sid)
-        env = settings.strategy_env_params.get(sid, {})
-        effective["strategies"][sid] = {
-            "enabled": settings.strategy_enabled.get(sid, False),
-            "parameters": {p.name: {"value": config.parameters[p.name],
-                                    "source": "env" if p.name in env else "default",
-                                    "env": st.env_name(p.name)}
-                           for p in st.params},
-        }
+    config = ConfigService(settings)
+    try:
+        health = config.health()
+        symbol = config.check_symbol(args.symbol) if args.symbol else None
+        effective = {"settings": _printable_settings(settings), "config_store": health,
+                     "symbol": symbol, "strategies": {}}
+        for sid, st in STRATEGIES.items():
+            resolved = config.effective(sid, symbol)
+            effective["strategies"][sid] = {
+                "enabled": settings.strategy_enabled.get(sid, False),
+                "version": resolved.version,
+                "parameters": {p.name: {"value": resolved.parameters[p.name],
+                                        **_source(resolved.sources[p.name]),
+                                        "env": st.env_name(p.name)}
+                               for p in st.params},
+            }
+    finally:
+        config.close()
     sys.stdout.buffer.write(orjson.dumps(effective, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+def _source(where: str) -> dict:
+    """interfaces.md §1 names the sources default/env/store; a store also says which and where."""
+    if where in ("default", "environment"):
+        return {"source": "env" if where == "environment" else "default"}
+    return {"source": "store", "store": where}
+
+
+def _printable_settings(settings: Settings) -> dict:
+    """Every setting as JSON, with the API token and database passwords masked."""
+    from rtsig.settings import masked_uri
+
+    out = {k: (v if isinstance(v, (int, float, bool, str, type(None), tuple, dict)) else str(v))
+           for k, v in vars(settings).items() if k != "strategy_env_params"}
+    out["api_token"] = "***" if settings.api_token else None
+    for name in ("mongodb_uri", "mysql_uri"):
+        if out.get(name):
+            out[name] = masked_uri(out[name])
+    return out
+
+
+def cmd_warm_up(args: argparse.Namespace, settings: Settings) -> int:
+    """Compile every jitted function into the Numba cache (image build, first start)."""
+    import time
+
+    from rtsig.store import Store
+    from rtsig.supervisor import warm_up
+
+    started = time.monotonic()
+    store = Store.in_memory(settings.with_overrides(max_symbols=16))
+    warm_up(settings, store)
+    print(f"rtsig: compiled kernels are cached ({time.monotonic() - started:.1f} s)", file=sys.stderr)
     return 0
 
 
@@ -166,8 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="print effective settings and strategy parameters",
-                       description="Print every setting and every strategy parameter with its source.")
+                       description="Print every setting, the config store's state, and every "
+                                   "strategy parameter with its source (default, environment, or "
+                                   "the store that holds it).")
+    p.add_argument("--symbol", default=None, help="resolve with this symbol's overrides")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("warm-up", help="compile the Numba kernels into the cache and exit",
+                       description="Compile (or load) every jitted function, so that `rtsig run` "
+                                   "starts in well under a second; the Docker build runs it.")
+    p.set_defaults(func=cmd_warm_up)
     return parser
 
 
@@ -177,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return args.func(args, settings)
-    except (SettingsError, InputError) as exc:
+    except (SettingsError, InputError, ConfigError) as exc:
         print(f"rtsig: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `rtsig signals … | head`

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import socket
 import signal
 import subprocess
 import sys
@@ -102,6 +104,22 @@ async def _run(settings: Settings, feed: Path, child: subprocess.Popen) -> None:
         await child_gone
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
 def run_demo(settings: Settings, data_dir: Path) -> int:
     embedded = None
     if not answers(settings.nats_url):
@@ -115,12 +133,17 @@ def run_demo(settings: Settings, data_dir: Path) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         n = write_feed(str(feed))
         _say(f"wrote the sample feed: {n} messages, 3 minutes of BTCUSDT, ETHUSDT, BNBUSDT")
+    port = settings.http_port if _port_free(settings.http_port) else _free_port()
+    token = settings.api_token or secrets.token_urlsafe(18)
     env = {**os.environ, "NATS_URL": settings.nats_url, "RTSIG_INSTANCE": DEMO_INSTANCE,
-           "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text")}
-    child = subprocess.Popen([sys.executable, "-m", "rtsig.cli", "run", "--no-web"], env=env)
+           "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"), "HTTP_PORT": str(port),
+           "RTSIG_API_TOKEN": token, "RTSIG_DATA_DIR": str(data_dir)}
+    child = subprocess.Popen([sys.executable, "-m", "rtsig.cli", "run"], env=env)
     try:
         wait_until_subscribed(DEMO_INSTANCE, child, READY_TIMEOUT_S)
         _say("service ready")
+        _say(f"operator API: http://127.0.0.1:{port}/docs  (changes need "
+             f"'Authorization: Bearer {token}')")
         import uvloop
 
         uvloop.run(_run(settings, feed, child))

@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from multiprocessing.connection import wait
 from typing import Callable
@@ -26,10 +27,12 @@ import numpy as np
 from rtsig import counters as C
 from rtsig import heartbeat
 from rtsig.decode import Decoder
+from rtsig.errors import SettingsError
 from rtsig.eventring import awake, consumed, new_wakers, pending, route_events, try_sleep
 from rtsig.ingest import ingest_main
 from rtsig.natsproto import scan_frames
 from rtsig.params import ParameterTable
+from rtsig.pressure import PressureSampler
 from rtsig.settings import Settings
 from rtsig.store import Store
 from workers.evaluate import evaluate_events, new_candidate_buffers
@@ -38,6 +41,9 @@ from workers.worker import SHUTDOWN_DRAIN, SHUTDOWN_STOP_INTAKE, worker_main
 log = logging.getLogger(__name__)
 
 RESTART_DELAY_S = 0.2
+CRASH_LOOP_S = 5.0
+"""A child that dies sooner than this after its start is restarted with a growing delay."""
+MAX_RESTART_DELAY_S = 10.0
 STOP_INTAKE_S = 4.0
 STOP_TOTAL_S = 9.0
 POLL_S = 0.2
@@ -67,6 +73,18 @@ def warm_up(settings: Settings, store: Store) -> None:
         awake(cursors, 0)
 
 
+def check_port_free(port: int) -> None:
+    """Refuse to start (one line naming HTTP_PORT) when the API's port is taken, rather than
+    run a web server that keeps failing to bind."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise SettingsError("HTTP_PORT", str(port),
+                                f"a free TCP port ({exc.strerror.lower()}; or run with --no-web)") from None
+
+
 class Child:
     """One supervised process: how to start it and its current incarnation."""
 
@@ -76,10 +94,21 @@ class Child:
         self.args = args
         self.process: multiprocessing.process.BaseProcess | None = None
         self.restarts = 0
+        self.started_at = 0.0
+        self.delay_s = RESTART_DELAY_S
 
     def start(self, ctx) -> None:
         self.process = ctx.Process(target=self.target, args=self.args, name=self.name, daemon=False)
         self.process.start()
+        self.started_at = time.monotonic()
+
+    def next_delay(self) -> float:
+        """The pause before a restart: short, unless the child keeps dying right after starting."""
+        if time.monotonic() - self.started_at < CRASH_LOOP_S:
+            self.delay_s = min(MAX_RESTART_DELAY_S, self.delay_s * 2)
+        else:
+            self.delay_s = RESTART_DELAY_S
+        return self.delay_s
 
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
@@ -99,6 +128,8 @@ class Supervisor:
 
     def run(self) -> int:
         started = time.monotonic()
+        if self.web:
+            check_port_free(self.settings.http_port)
         store = Store.create(self.settings)
         try:
             return self._run(store, started)
@@ -114,16 +145,22 @@ class Supervisor:
         ingest = Child("ingest", ingest_main, (self.settings, store, wakers))
         workers = [Child(f"worker-{i}", worker_main, (self.settings, store, i, wakers[i]))
                    for i in range(self.settings.workers)]
-        children = [ingest, *workers]
+        web = None
+        if self.web:
+            from web.server import web_main
+
+            web = Child("web", web_main, (self.settings,))
+        children = [ingest, *workers] + ([web] if web else [])
         for child in children:
             child.start(self.ctx)
         store.counters[C.ROW_SUPERVISOR][C.PROCESS_PID] = os.getpid()
         log.info("rtsig started: %d workers, instance %s, ready in %.2f s", len(workers),
                  self.settings.instance, time.monotonic() - started,
                  extra={"shm": store.name, "pids": {c.name: c.process.pid for c in children}})
-        if self.web:
-            log.warning("the operator API (HTTP_PORT) is not part of this build yet; "
-                        "running without it (pass --no-web to silence this)")
+        if web is not None:
+            log.info("operator API on port %d (%d web workers)", self.settings.http_port,
+                     self.settings.web_workers)
+        sampler = PressureSampler(store)
         beat = heartbeat.Heartbeat(store, self.settings.workers)
         next_beat = time.monotonic() + self.settings.heartbeat_interval_seconds
         while not self.stop_requested:
@@ -136,17 +173,22 @@ class Supervisor:
                 log.error("%s (pid %s) exited with %s; restarting", child.name, child.process.pid,
                           child.process.exitcode)
                 child.restarts += 1
-                time.sleep(RESTART_DELAY_S)
+                time.sleep(child.next_delay())
                 child.start(self.ctx)
+            if sampler.due(time.time()):
+                sampler.sample(time.time())
             now = time.monotonic()
             if now >= next_beat:
                 beat.log()
                 next_beat = now + self.settings.heartbeat_interval_seconds
-        return self._shutdown(store, ingest, workers, wakers)
+        return self._shutdown(store, ingest, workers, wakers, web)
 
-    def _shutdown(self, store: Store, ingest: Child, workers: list[Child], wakers: list[int]) -> int:
+    def _shutdown(self, store: Store, ingest: Child, workers: list[Child], wakers: list[int],
+                  web: Child | None = None) -> int:
         deadline = time.monotonic() + STOP_TOTAL_S
         header = store.header[0]
+        if web is not None and web.alive():
+            web.process.terminate()  # Gunicorn: finish the requests in flight, then exit
         header["shutdown"] = SHUTDOWN_STOP_INTAKE
         if ingest.process is not None:
             ingest.process.join(STOP_INTAKE_S)
@@ -156,8 +198,10 @@ class Supervisor:
         for child in workers:
             if child.process is not None:
                 child.process.join(max(0.0, deadline - time.monotonic()))
+        if web is not None and web.process is not None:
+            web.process.join(max(0.0, deadline - time.monotonic()))
         clean = True
-        for child in [ingest, *workers]:
+        for child in [ingest, *workers] + ([web] if web else []):
             if child.alive():
                 clean = False
                 log.warning("%s did not stop in time; killing it", child.name)

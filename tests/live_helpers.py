@@ -30,6 +30,7 @@ from rtsig.layout import CURSOR_HEAD, CURSOR_TAIL
 from rtsig.natsbin import answers, server_binary
 from rtsig.store import Store, segment_name
 from rtsig.synthetic import MarketSimulator
+from tests.servers import free_port
 
 RTSIG = str(Path(sys.executable).with_name("rtsig"))
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
@@ -185,7 +186,10 @@ class Service:
     """One ``rtsig run --no-web`` subprocess in its own process group, plus its counters."""
 
     def __init__(self, nats_url: str, log_dir: Path, uid: str | None = None,
-                 instance: str | None = None, env: dict[str, str] | None = None) -> None:
+                 instance: str | None = None, env: dict[str, str] | None = None,
+                 web: bool = False) -> None:
+        self.web = web
+        self.http_port = free_port() if web else None
         self.uid = uid or new_uid()
         self.instance = instance or new_uid()
         self.in_subject = f"{self.uid}.in"
@@ -199,6 +203,8 @@ class Service:
             "LOG_FORMAT": "text",
             "HEARTBEAT_INTERVAL_SECONDS": "1",
             "TRADING_SYMBOLS": ",".join(SYMBOLS),
+            "RTSIG_DATA_DIR": str(log_dir / f"data-{self.instance}"),
+            **({"HTTP_PORT": str(self.http_port), "RTSIG_WEB_WORKERS": "2"} if web else {}),
             **(env or {}),
         }
         self.log_path = log_dir / f"rtsig-{self.instance}.log"
@@ -209,7 +215,8 @@ class Service:
     def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> "Service":
         assert not shm_path(self.instance).exists(), f"{shm_path(self.instance)} already exists"
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([RTSIG, "run", "--no-web"], env={**os.environ, **self.env},
+            command = [RTSIG, "run"] if self.web else [RTSIG, "run", "--no-web"]
+            self.proc = subprocess.Popen(command, env={**os.environ, **self.env},
                                          stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         self.wait_ready(ready_timeout_s)
@@ -229,7 +236,8 @@ class Service:
             rows = self.store.counters
             return (rows[C.ROW_INGEST][C.SUBSCRIBED] == 1
                     and all(rows[C.ROW_WORKER0 + k][C.NATS_CONNECTED] == 1
-                            for k in range(N_WORKERS)))
+                            for k in range(N_WORKERS))
+                    and (not self.web or self.http("GET", "/healthz")[0] == 200))
 
         try:
             return wait_until(ready, timeout_s, f"rtsig instance {self.instance} to be ready",
@@ -240,6 +248,24 @@ class Service:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def http(self, method: str, path: str, body: dict | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """``(status, body)`` of one request to the service's web API (0 if it does not answer)."""
+        import urllib.error
+        import urllib.request
+
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data,
+                                         method=method, headers={"Content-Type": "application/json",
+                                                                 **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, b""
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

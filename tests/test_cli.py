@@ -61,8 +61,8 @@ def test_bad_setting_stops_with_one_line_naming_it():
         "rtsig: MIN_CONFIDENCE='1.5' is invalid: expected a number >= 0 and <= 1"
 
 
-def test_config_prints_every_strategy_parameter_with_its_source():
-    proc = run("config", env={"ORDERBOOK_SKEW_BUY_THRESHOLD": "1.5"})
+def test_config_prints_every_strategy_parameter_with_its_source(tmp_path):
+    proc = run("config", env={"ORDERBOOK_SKEW_BUY_THRESHOLD": "1.5", "RTSIG_DATA_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     config = json.loads(proc.stdout)
     skew = config["strategies"]["orderbook_skew"]["parameters"]["buy_threshold"]
@@ -71,7 +71,57 @@ def test_config_prints_every_strategy_parameter_with_its_source():
     assert len(config["strategies"]) == 6
 
 
+def test_config_shows_stored_values_and_which_store_and_level_holds_them(tmp_path):
+    from rtsig.config.service import ConfigService
+    from rtsig.settings import Settings
+
+    env = {"RTSIG_DATA_DIR": str(tmp_path), "ORDERBOOK_SKEW_TOP_LEVELS": "7"}
+    config = ConfigService(Settings.from_env(env))
+    config.update("orderbook_skew", None, {"buy_threshold": 1.4}, "ops", "global")
+    config.update("orderbook_skew", "ETHUSDT", {"sell_threshold": 0.6}, "ops", "one symbol")
+    config.close()
+    proc = run("config", "--symbol", "ethusdt", env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    params = out["strategies"]["orderbook_skew"]["parameters"]
+    assert params["buy_threshold"] == {"value": 1.4, "source": "store", "store": "sqlite",
+                                       "env": "ORDERBOOK_SKEW_BUY_THRESHOLD"}
+    assert params["sell_threshold"]["value"] == 0.6
+    assert params["sell_threshold"]["store"] == "sqlite (ETHUSDT)"
+    assert params["top_levels"] == {"value": 7, "source": "env", "env": "ORDERBOOK_SKEW_TOP_LEVELS"}
+    assert params["spread_weight"]["source"] == "default"
+    assert out["strategies"]["orderbook_skew"]["version"] == 1
+    assert out["config_store"]["store"] == "sqlite" and out["config_store"]["state"] == "primary"
+    assert run("config", "--symbol", "NOPE", env=env).returncode == 2
+
+
+def test_config_masks_database_passwords(tmp_path):
+    proc = run("config", env={"RTSIG_DATA_DIR": str(tmp_path),
+                              "MYSQL_URI": "mysql://rtsig:hunter2@127.0.0.1:1/rtsig"})
+    assert proc.returncode == 0, proc.stderr
+    assert b"hunter2" not in proc.stdout
+    out = json.loads(proc.stdout)
+    assert out["settings"]["mysql_uri"] == "mysql://rtsig:***@127.0.0.1:1/rtsig"
+    assert out["config_store"]["state"] == "defaults", "nothing listens on port 1"
+
+
 def test_help_for_every_command():
     for args in (["--help"], ["signals", "--help"], ["config", "--help"]):
         proc = run(*args)
         assert proc.returncode == 0 and b"usage" in proc.stdout
+
+
+def test_run_refuses_a_taken_http_port_with_one_line_and_leaves_no_segment():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run("run", env={"HTTP_PORT": str(port), "RTSIG_INSTANCE": "tport",
+                               "NATS_URL": "nats://127.0.0.1:1"})
+    assert proc.returncode == 2
+    assert proc.stderr.decode().strip().splitlines()[-1] == (
+        f"rtsig: HTTP_PORT='{port}' is invalid: expected a free TCP port "
+        "(address already in use; or run with --no-web)")
+    assert not Path("/dev/shm/rtsig-tport").exists()

@@ -1,0 +1,70 @@
+"""``/healthz``, ``/ready`` and ``/metrics``: liveness, named readiness checks, Prometheus."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from rtsig import counters as C
+from web.deps import WebDeps
+from web.prometheus import registry_for, workers_alive
+from web.spec import Call, Reply, Route
+
+
+def healthz(deps: WebDeps, call: Call) -> Reply:
+    return Reply(raw=None, data={"status": "healthy", "instance": deps.settings.instance,
+                                 "pid": os.getpid(), "uptime_seconds": round(deps.clock() - deps.started, 3)})
+
+
+def checks(deps: WebDeps) -> dict[str, dict]:
+    """Each readiness check by name: ``{"ok", "detail", "degraded"?}``."""
+    out: dict[str, dict] = {}
+    if deps.store is None:
+        out["store"] = {"ok": False, "detail": "no shared-memory store attached"}
+    else:
+        rows = np.array(deps.store.counters)
+        ingest = rows[C.ROW_INGEST]
+        connected, subscribed = int(ingest[C.NATS_CONNECTED]), int(ingest[C.SUBSCRIBED])
+        out["nats"] = {"ok": connected == 1 and subscribed == 1,
+                       "detail": ("connected and subscribed" if connected and subscribed else
+                                  "ingest not connected to NATS" if not connected else
+                                  "connected but not subscribed")}
+        n = int(deps.store.layout.n_workers)
+        alive = workers_alive(rows, n, time.time_ns())
+        out["workers"] = {"ok": all(alive),
+                          "detail": f"{sum(alive)} of {n} alive" + (
+                              "" if all(alive) else f"; not alive: {[k for k, a in enumerate(alive) if not a]}")}
+    health = deps.config.health()
+    degraded = health["state"] != "primary"
+    detail = f"{health['store']}: {health['state']}"
+    if degraded:
+        detail += f" (serving from {health['serving_from']}: {health['degraded']})"
+    out["config_store"] = {"ok": True, "degraded": degraded, "detail": detail}
+    return out
+
+
+def ready(deps: WebDeps, call: Call) -> Reply:
+    results = checks(deps)
+    failing = [name for name, c in results.items() if not c["ok"]]
+    return Reply(data={"status": "not_ready" if failing else "ready", "failing": failing,
+                       "checks": results}, status=503 if failing else 200)
+
+
+def metrics(deps: WebDeps, call: Call) -> Reply:
+    if deps.store is None:
+        return Reply(raw=b"", content_type=CONTENT_TYPE_LATEST)
+    return Reply(raw=generate_latest(registry_for(deps.store)), content_type=CONTENT_TYPE_LATEST)
+
+
+ROUTES = (
+    Route("GET", "/healthz", "healthz", "Liveness: 200 while the web process runs", "health",
+          healthz, None, extra={"schema": "Health"}),
+    Route("GET", "/ready", "ready",
+          "Readiness: NATS connected and subscribed, every worker alive, config store state",
+          "health", ready, None, success=(200, 503), extra={"schema": "Ready"}),
+    Route("GET", "/metrics", "metrics", "Prometheus metrics of every process of the host", "health",
+          metrics, None, content_type=CONTENT_TYPE_LATEST),
+)

@@ -223,7 +223,12 @@ class Service:
         return self
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
-        """Until the ingest is subscribed and every worker is connected to NATS."""
+        """Until the ingest is subscribed and every worker is connected to NATS and ticking.
+
+        A worker connects, loads its configuration and only then starts the tick that stamps
+        ``ALIVE_NS``; ``/ready`` (and an operator's probe) counts it alive from that stamp, so
+        ready here means the same.
+        """
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(
@@ -236,6 +241,7 @@ class Service:
             rows = self.store.counters
             return (rows[C.ROW_INGEST][C.SUBSCRIBED] == 1
                     and all(rows[C.ROW_WORKER0 + k][C.NATS_CONNECTED] == 1
+                            and rows[C.ROW_WORKER0 + k][C.ALIVE_NS] > 0
                             for k in range(N_WORKERS))
                     and (not self.web or self.http("GET", "/healthz")[0] == 200))
 

@@ -42,6 +42,7 @@ CONFIG_CHANGES_BASE = 80  # + position in registry.STRATEGIES (the process that 
 CONFIG_STORE_STATE = 88  # gauge: one of CONFIG_STATES, as this process last read the store
 CONFIG_NOTICES = 89  # change notices received from NATS (other replicas or this host's API)
 CONFIG_MIRROR_ERRORS = 90  # changes the fallback store could not copy
+MESSAGES_HANDED_OFF = 91  # messages the ingest is done with: decoded, stored, events in the rings
 CONFIG_STATES = ("primary", "fallback", "last_known", "defaults")
 """CONFIG_STORE_STATE values: the primary answered; the fallback did; neither did and the last
 values read are used; no store has ever answered (environment and defaults only)."""
@@ -72,7 +73,7 @@ assert ERROR_BASE + codes.N_ERRORS <= FILTERED
 assert SIGNALS_BASE + 2 * len(REALTIME_IDS) <= EVALUATED_BASE
 assert EVALUATED_BASE + len(REALTIME_IDS) <= SIGNALS_BELOW_CONFIDENCE
 assert CONFIG_CHANGES_BASE + len(STRATEGIES) <= CONFIG_STORE_STATE
-assert CONFIG_MIRROR_ERRORS < PROCESSING_LATENCY
+assert MESSAGES_HANDED_OFF < PROCESSING_LATENCY
 assert CONFIDENCE_BASE + len(REALTIME_IDS) * CONFIDENCE_WIDTH <= N_COUNTERS
 
 _BOUNDS_NS = np.array([int(b * 1e9) for b in LATENCY_BOUNDS_S], dtype=np.int64)

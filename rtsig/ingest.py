@@ -120,6 +120,7 @@ class Ingest:
                 wake_workers(self.wake, self.wakers)
             if nxt:
                 self._log_bad_input(self.f_status[:nxt])
+            self.row[C.MESSAGES_HANDED_OFF] += nxt
             sub.consumed(int(nxt))
             sub.frame(time.time_ns())
             if nxt < n:
@@ -202,6 +203,7 @@ class Ingest:
         route_events(dec.events, dec.message_ids, n_events, s.symbols, s.events, s.event_message_ids,
                      cursors, self.row, self.wake)
         wake_workers(self.wake, self.wakers)
+        self.row[C.MESSAGES_HANDED_OFF] += len(dec.last_status)
         self._log_bad_input(dec.last_status)
         if dec.blocked:
             self._retry_later()

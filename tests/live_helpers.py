@@ -129,12 +129,17 @@ async def async_wait_until(predicate: Callable[[], bool], timeout_s: float, what
 
 
 async def settle(services: list[Service], n_messages: int) -> None:
-    """Until the ingests together received ``n_messages`` and every worker judged its events."""
+    """Until the ingests together handed ``n_messages`` off and every worker judged its events.
+
+    ``MESSAGES_HANDED_OFF`` moves only once a message's events are in the workers' rings (the
+    ingest counts ``MESSAGES_RECEIVED`` while decoding, a moment earlier), so empty rings after
+    it mean every event was judged.
+    """
     def received() -> int:
-        return sum(s.ingest(C.MESSAGES_RECEIVED) for s in services)
+        return sum(s.ingest(C.MESSAGES_HANDED_OFF) for s in services)
 
     try:
-        await async_wait_until(lambda: received() >= n_messages, SETTLE_S, "every message received")
+        await async_wait_until(lambda: received() >= n_messages, SETTLE_S, "every message handed off")
         await async_wait_until(lambda: all(s.drained() for s in services), SETTLE_S,
                                "workers drained")
     except AssertionError as exc:

@@ -14,22 +14,21 @@ The package attributes ``kernels.orderbook_skew`` etc. are the kernel functions 
 submodules of the same name); reach a submodule with ``from kernels.orderbook_skew import …``.
 Signatures: ``orderbook_skew(levels, bid_count, ask_count, params, out) -> action``,
 ``trade_momentum(trades, position, params, out) -> action``,
-``ticker_velocity(tickers, position, lowest_position, params, out) -> action | RESULT_OVERRUN``,
-``depth_metrics(levels, bid_count, ask_count, out) -> None``.
+``ticker_velocity(tickers, position, lowest_position, params, out) -> action | RESULT_OVERRUN``.
+The web API's depth metrics are not a kernel: :mod:`rtsig.depth` computes them with NumPy in the
+processes that need them, which do not load Numba.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kernels.depth_metrics import depth_metrics
 from kernels.orderbook_skew import orderbook_skew
-from kernels.output import DEPTH_METRICS_WIDTH, OUT_WIDTH
+from kernels.output import OUT_WIDTH
 from kernels.ticker_velocity import ticker_velocity
 from kernels.trade_momentum import trade_momentum
 
-__all__ = ["depth_metrics", "orderbook_skew", "ticker_velocity",
-           "trade_momentum", "warm_up"]
+__all__ = ["orderbook_skew", "ticker_velocity", "trade_momentum", "warm_up"]
 
 
 
@@ -40,7 +39,15 @@ def warm_up() -> None:
     Both writable and read-only views of the market data are covered (the web process may attach
     the store read-only); positions and counts are Python ints / int64.
     """
-    from rtsig.layout import ASK, BID, DEPTH_LEVELS, PRICE, QTY, TICKER_DTYPE, TRADE_DTYPE
+    from rtsig.layout import (
+        ASK,
+        BID,
+        DEPTH_LEVELS,
+        PRICE,
+        QTY,
+        TICKER_DTYPE,
+        TRADE_DTYPE,
+    )
     from rtsig.registry import STRATEGIES
 
     levels = np.zeros((2, DEPTH_LEVELS, 2), dtype=np.float64)
@@ -57,7 +64,6 @@ def warm_up() -> None:
     params = {sid: STRATEGIES[sid].as_array({}) for sid in
               ("orderbook_skew", "trade_momentum", "ticker_velocity")}
     out = np.zeros(OUT_WIDTH, dtype=np.float64)
-    metrics = np.zeros(DEPTH_METRICS_WIDTH, dtype=np.float64)
 
     for readonly in (False, True):
         book, ring, ticks = levels.copy(), trades.copy(), tickers.copy()
@@ -66,4 +72,3 @@ def warm_up() -> None:
         orderbook_skew(book, 1, 1, params["orderbook_skew"], out)
         trade_momentum(ring, 3, params["trade_momentum"], out)
         ticker_velocity(ticks, 3, 0, params["ticker_velocity"], out)
-        depth_metrics(book, 1, 1, metrics)

@@ -31,16 +31,3 @@ METADATA_NAMES: dict[str, tuple[str, ...]] = {
     "trade_momentum": (),
     "ticker_velocity": (),
 }
-
-# Depth metrics (the web API's market metrics), one float64 row of DEPTH_METRICS_WIDTH.
-DEPTH_METRIC_NAMES: tuple[str, ...] = (
-    "bid_volume", "ask_volume", "imbalance_ratio", "buy_pressure", "sell_pressure", "net_pressure",
-    "total_liquidity", "bid_depth_5", "ask_depth_5", "bid_depth_10", "ask_depth_10",
-    "best_bid", "best_ask", "spread_abs", "spread_bps", "mid_price",
-    "vwap_bid", "vwap_ask", "vwap_spread",
-    "strongest_bid_price", "strongest_bid_volume", "strongest_ask_price", "strongest_ask_volume",
-    "bid_levels", "ask_levels",
-)
-DEPTH_METRICS_WIDTH = len(DEPTH_METRIC_NAMES)
-DM = {name: i for i, name in enumerate(DEPTH_METRIC_NAMES)}
-"""Column of each depth metric, by name."""

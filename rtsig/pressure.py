@@ -1,8 +1,8 @@
 """Order-book metrics per symbol, and the once-a-second pressure history behind ``/pressure``.
 
-:func:`book_metrics` runs the depth-metrics kernel on a consistent copy of a symbol's newest
-book. The supervisor calls :meth:`PressureSampler.sample` once per wall-clock second: it writes
-every symbol's net pressure and imbalance ratio into slot ``second % 3600`` of the shared
+:func:`book_metrics` computes the depth metrics (:mod:`rtsig.depth`) of a consistent copy of a
+symbol's newest book; :func:`every_book_metrics` those of every symbol in one pass. The
+supervisor calls :meth:`PressureSampler.sample` once per wall-clock second: it writes every symbol's net pressure and imbalance ratio into slot ``second % 3600`` of the shared
 ``pressure_history`` ring, so an hour of history is always there for the web processes to read
 (:func:`history`). A slot's second is cleared before and stamped after its values are written;
 a reader that sees the stamp change while copying drops that slot.
@@ -14,8 +14,7 @@ import math
 
 import numpy as np
 
-from kernels.depth_metrics import depth_metrics
-from kernels.output import DEPTH_METRICS_WIDTH, DM
+from rtsig.depth import DM, depth_metrics
 from rtsig.layout import IMBALANCE, PRESSURE, PRESSURE_HISTORY_S
 from rtsig.store import Store
 
@@ -26,9 +25,13 @@ def book_metrics(store: Store, sid: int) -> tuple[np.ndarray, np.void] | None:
     if book is None:
         return None
     levels, bid_count, ask_count, meta = book
-    out = np.empty(DEPTH_METRICS_WIDTH, dtype=np.float64)
-    depth_metrics(levels, bid_count, ask_count, out)
-    return out, meta
+    return depth_metrics(levels[None], np.array([bid_count]), np.array([ask_count]))[0], meta
+
+
+def every_book_metrics(store: Store) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(sids, metrics rows, receipt_ns)`` of the newest book of every symbol that has one."""
+    sids, levels, bid_counts, ask_counts, receipt_ns = store.latest_books()
+    return sids, depth_metrics(levels, bid_counts, ask_counts), receipt_ns
 
 
 class PressureSampler:
@@ -49,18 +52,14 @@ class PressureSampler:
         store = self.store
         count = store.symbol_count
         values = np.full((count, 2), np.nan, dtype=np.float32)
-        sampled = 0
-        for sid in range(count):
-            metrics = book_metrics(store, sid)
-            if metrics is not None:
-                values[sid, PRESSURE] = metrics[0][DM["net_pressure"]]
-                values[sid, IMBALANCE] = metrics[0][DM["imbalance_ratio"]]
-                sampled += 1
+        sids, metrics, _ = every_book_metrics(store)
+        values[sids, PRESSURE] = metrics[:, DM["net_pressure"]]
+        values[sids, IMBALANCE] = metrics[:, DM["imbalance_ratio"]]
         store.pressure_seconds[slot] = 0
         store.pressure_history[:count, slot, :] = values
         store.pressure_history[count:, slot, :] = np.nan
         store.pressure_seconds[slot] = second
-        return sampled
+        return len(sids)
 
 
 def history(store: Store, sid: int, now_s: float, seconds: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,12 +13,11 @@ reclaimed by the next :meth:`Store.create` of the same name.
 
 from __future__ import annotations
 
+import _posixshmem
 import logging
 import os
 import time
 from multiprocessing import resource_tracker, shared_memory
-
-import _posixshmem
 
 import numpy as np
 
@@ -287,6 +286,35 @@ class Store:
             if seq1 == seq2 == 2 * pos + 2:
                 return levels, int(meta["bid_count"]), int(meta["ask_count"]), meta
         return None
+
+    def latest_books(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Consistent copies of the newest book of every symbol that has one, in one pass.
+
+        Returns ``(sids, levels[n, 2, 20, 2], bid_counts, ask_counts, receipt_ns)``. The seqlock
+        check of :meth:`latest_book` is applied to all slots at once; the few caught mid-write
+        are read again one by one (a symbol whose book keeps changing under the reader is left
+        out of this pass).
+        """
+        count = self.symbol_count
+        ends = self.market["book_end"][:count].astype(np.int64)
+        sids = np.flatnonzero(ends > 0)
+        position = ends[sids] - 1
+        slots = position & (self.layout.book_ring - 1)
+        seq_before = self.book_meta["seq"][sids, slots]
+        levels = self.book_levels[sids, slots]
+        meta = self.book_meta[sids, slots]
+        seq_after = self.book_meta["seq"][sids, slots]
+        good = (seq_before == seq_after) & (seq_before == 2 * position + 2)
+        bid_counts = meta["bid_count"].astype(np.int64)
+        ask_counts = meta["ask_count"].astype(np.int64)
+        receipt_ns = meta["receipt_ns"].astype(np.int64)
+        for k in np.flatnonzero(~good):
+            again = self.latest_book(int(sids[k]))
+            if again is not None:
+                levels[k], bid_counts[k], ask_counts[k] = again[0], again[1], again[2]
+                receipt_ns[k] = int(again[3]["receipt_ns"])
+                good[k] = True
+        return sids[good], levels[good], bid_counts[good], ask_counts[good], receipt_ns[good]
 
     def book_sides(self, sid: int):
         """The newest book as two lists of (price, qty), bids then asks (tests, debugging)."""

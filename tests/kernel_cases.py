@@ -8,10 +8,8 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from kernels import depth_metrics, orderbook_skew, ticker_velocity, trade_momentum
+from kernels import orderbook_skew, ticker_velocity, trade_momentum
 from kernels.output import (
-    DEPTH_METRIC_NAMES,
-    DEPTH_METRICS_WIDTH,
     INDICATOR_NAMES,
     METADATA_NAMES,
     OUT_CONFIDENCE,
@@ -24,6 +22,7 @@ from kernels.output import (
     RESULT_OVERRUN,
 )
 from rtsig.codes import ACTION_NONE
+from rtsig.depth import DEPTH_METRIC_NAMES, depth_metrics
 from rtsig.layout import ASK, BID, DEPTH_LEVELS, PRICE, QTY, TICKER_DTYPE, TRADE_DTYPE
 from rtsig.registry import STRATEGIES
 from tests import reference
@@ -126,9 +125,9 @@ def run_velocity(tickers, params, capacity=64):
 
 
 def run_depth(bids, asks):
+    """rtsig.depth's metrics of one book, by name."""
     levels, nb, na = book(bids, asks)
-    out = np.full(DEPTH_METRICS_WIDTH, -12345.0)  # every column must be written
-    depth_metrics(levels, nb, na, out)
+    out = depth_metrics(levels[None], np.array([nb]), np.array([na]))[0]
     return {name: out[i] for i, name in enumerate(DEPTH_METRIC_NAMES)}
 
 

@@ -1,4 +1,5 @@
-"""The per-second pressure history: what the sampler writes and what a timeframe reads back."""
+"""The per-second pressure history: what the sampler writes and what a timeframe reads back; and
+the one-pass read of every symbol's newest book it samples from."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtsig.layout import IMBALANCE, PRESSURE, PRESSURE_HISTORY_S
-from rtsig.pressure import PressureSampler, history, trend
+from rtsig.pressure import PressureSampler, book_metrics, every_book_metrics, history, trend
 from tests.decode_helpers import Harness, depth_msg
 from tests.reference import depth_metrics as reference_depth
 
@@ -32,6 +33,38 @@ def test_a_sample_holds_each_symbols_net_pressure_and_imbalance_and_nan_without_
     assert math.isclose(row[PRESSURE], ref["net_pressure"], rel_tol=1e-6)
     assert math.isclose(row[IMBALANCE], ref["imbalance_ratio"], rel_tol=1e-6)
     assert np.isnan(h.store.pressure_history[h.sid("NOBOOKUSDT"), slot]).all()
+
+
+def test_every_book_in_one_pass_equals_each_book_read_alone():
+    h = Harness()
+    for k, symbol in enumerate(["btcusdt", "ethusdt", "bnbusdt", "xrpusdt"]):
+        for update in range(k + 1):  # books at different ring positions
+            book(h, symbol, 1.0 + k + update, 2.0 + update)
+    h.store.add_symbol("NOBOOKUSDT")
+    sids, levels, bid_counts, ask_counts, receipt_ns = h.store.latest_books()
+    assert sorted(h.store.symbol_name(s) for s in sids) == ["BNBUSDT", "BTCUSDT", "ETHUSDT", "XRPUSDT"]
+    for k, sid in enumerate(sids):
+        one = h.store.latest_book(int(sid))
+        assert np.array_equal(levels[k], one[0], equal_nan=True)
+        assert (bid_counts[k], ask_counts[k], receipt_ns[k]) == (one[1], one[2], int(one[3]["receipt_ns"]))
+    many_sids, metrics, _ = every_book_metrics(h.store)
+    for sid, row in zip(many_sids, metrics):
+        assert np.array_equal(row, book_metrics(h.store, int(sid))[0], equal_nan=True)
+
+
+def test_a_book_caught_mid_write_is_read_again_alone_or_left_out():
+    h = Harness()
+    book(h, "btcusdt", 3.0, 1.0)
+    book(h, "ethusdt", 1.0, 3.0)
+    eth = h.sid("ETHUSDT")
+    slot = (int(h.store.market[eth]["book_end"]) - 1) & (h.store.layout.book_ring - 1)
+    complete = int(h.store.book_meta[eth, slot]["seq"])
+    h.store.book_meta[eth, slot]["seq"] = complete - 1  # the writer is inside this slot
+    sids, *_ = h.store.latest_books()
+    assert [h.store.symbol_name(s) for s in sids] == ["BTCUSDT"]
+    h.store.book_meta[eth, slot]["seq"] = complete
+    sids, *_ = h.store.latest_books()
+    assert sorted(h.store.symbol_name(s) for s in sids) == ["BTCUSDT", "ETHUSDT"]
 
 
 def test_a_timeframe_returns_exactly_its_seconds_oldest_first_across_the_ring_wrap():

@@ -1,7 +1,7 @@
 """Every route of the operator API (interfaces.md §4) through ``falcon.testing``, no server.
 
 The app runs over real components: an in-memory store that books reach through the real
-decoder, the real depth-metrics kernel, the real pressure sampler and a real SQLite config
+decoder, the real depth metrics (rtsig/depth.py), the real pressure sampler and a real SQLite config
 store. Expected market figures are computed here in plain Python from the book's decimal
 strings; expected parameter facts come from the registry. Every ``/api/v1`` response any test
 receives is checked for the envelope (``tests.web_helpers.WebApp.request``).

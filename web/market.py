@@ -1,6 +1,6 @@
 """Market metrics from the live order books in shared memory (the ``/api/v1/metrics`` routes).
 
-Every figure comes from the depth-metrics kernel (:mod:`kernels.depth_metrics`) over a
+Every figure comes from the depth metrics (:mod:`rtsig.depth`) of a
 seqlock-consistent copy of a symbol's newest book; history comes from the per-second pressure
 ring the supervisor fills (:mod:`rtsig.pressure`). Values that cannot be computed (an empty
 side) are null.
@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from kernels.output import DM
+from rtsig.depth import DM
 from rtsig.layout import IMBALANCE, PRESSURE
-from rtsig.pressure import book_metrics, history, trend
+from rtsig.pressure import book_metrics, every_book_metrics, history, trend
 from rtsig.store import Store
 from web.envelope import not_found
 
@@ -127,16 +127,13 @@ class MarketView:
         """One summary row per symbol that has a book."""
         out = []
         now = self.clock()
-        for sid in range(self.store.symbol_count):
-            found = book_metrics(self.store, sid)
-            if found is None:
-                continue
-            m, meta = found
+        sids, metrics, receipt_ns = every_book_metrics(self.store)
+        for sid, m, received_ns in zip(sids.tolist(), metrics, receipt_ns.tolist()):
             seconds, rows = history(self.store, sid, now, TREND_WINDOW_S)
             direction, _ = trend(seconds, rows[:, PRESSURE])
             out.append({
                 "symbol": self.store.symbol_name(sid),
-                "timestamp": iso_ms(int(meta["receipt_ns"]) / 1e9),
+                "timestamp": iso_ms(received_ns / 1e9),
                 "net_pressure": _num(m[DM["net_pressure"]], 6),
                 "buy_pressure": _num(m[DM["buy_pressure"]], 6),
                 "sell_pressure": _num(m[DM["sell_pressure"]], 6),

@@ -1,19 +1,16 @@
-"""depth_metrics kernel against tests/reference.py, and the kernels package: exports, warm-up and
-the stale-cache guard."""
+"""rtsig.depth (the web API's order-book metrics, NumPy) against tests/reference.py, one book at
+a time and many in one call."""
 
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels
-from kernels.output import DEPTH_METRIC_NAMES, DEPTH_METRICS_WIDTH
+from rtsig.depth import DEPTH_METRIC_NAMES, DEPTH_METRICS_WIDTH, depth_metrics
 from rtsig.layout import DEPTH_LEVELS
 from tests import reference
 from tests.kernel_cases import book, close, run_depth
@@ -116,50 +113,26 @@ def sides(draw):
 
 @settings(max_examples=200, deadline=None)
 @given(sides())
-def test_kernel_matches_reference(book_sides):
+def test_matches_reference(book_sides):
     metrics(*book_sides)
 
 
-# --- the kernels package ------------------------------------------------------------------------
-
-def test_public_names():
-    assert set(kernels.__all__) == {"orderbook_skew", "trade_momentum", "ticker_velocity",
-                                    "depth_metrics", "warm_up"}
-    for name in kernels.__all__:
-        assert callable(getattr(kernels, name))
-
-
-def test_warm_up_compiles_writable_and_read_only_variants():
-    kernels.warm_up()
-    for kernel in (kernels.orderbook_skew, kernels.trade_momentum, kernels.ticker_velocity,
-                   kernels.depth_metrics):
-        readonly = [sig[0].mutable for sig in kernel.signatures]
-        assert True in readonly and False in readonly, kernel
+@settings(max_examples=50, deadline=None)
+@given(st.lists(sides(), min_size=1, max_size=8))
+def test_many_books_in_one_call_equal_each_book_alone(books):
+    """Vectorising over books must not mix them: row n is book n's metrics."""
+    built = [book(bids, asks) for bids, asks in books]
+    levels = np.stack([b[0] for b in built])
+    out = depth_metrics(levels, np.array([b[1] for b in built]), np.array([b[2] for b in built]))
+    assert out.shape == (len(books), DEPTH_METRICS_WIDTH)
+    for row, (bids, asks) in zip(out, books):
+        want = reference.depth_metrics(bids, asks)
+        for i, name in enumerate(DEPTH_METRIC_NAMES):
+            assert close(float(row[i]), float(want[name])), (name, row[i], want[name])
 
 
-def test_kernels_accept_read_only_store_views():
+def test_read_only_levels_are_accepted():
     levels, nb, na = book([(100.0, 2.0)], [(101.0, 1.0)])
     levels.flags.writeable = False
-    out = np.zeros(DEPTH_METRICS_WIDTH)
-    kernels.depth_metrics(levels, nb, na, out)
-    assert out[DEPTH_METRIC_NAMES.index("bid_volume")] == 2.0
-
-
-def test_jit_cache_is_keyed_by_every_source_file(tmp_path):
-    """A change to the registry (not a kernel file) must select a fresh Numba cache."""
-    import shutil
-
-    from numba import config
-
-    from rtsig import _jitcache
-
-    root = Path(_jitcache.__file__).resolve().parents[1]
-    if not os.environ.get("NUMBA_CACHE_DIR"):
-        assert config.CACHE_DIR == str(root / ".numba_cache" / _jitcache.source_hash(root))
-    for package in ("rtsig", "kernels", "workers"):
-        shutil.copytree(root / package, tmp_path / package)
-    before = _jitcache.source_hash(tmp_path)
-    assert before == _jitcache.source_hash(root)
-    registry = tmp_path / "rtsig" / "registry.py"
-    registry.write_text(registry.read_text() + "\n# changed\n")
-    assert _jitcache.source_hash(tmp_path) != before
+    out = depth_metrics(levels[None], np.array([nb]), np.array([na]))
+    assert out[0, DEPTH_METRIC_NAMES.index("bid_volume")] == 2.0

@@ -7,13 +7,15 @@ stale machine code that silently reads the wrong parameter. Keying the cache dir
 of every source file of the packages that hold jitted code makes any change start a fresh cache.
 
 Must run before the first ``@njit(cache=True)`` decorator executes: ``rtsig/__init__.py`` calls it,
-and every jitted module imports ``rtsig`` first. An explicit ``NUMBA_CACHE_DIR`` is respected.
+and every jitted module imports ``rtsig`` first. It never imports Numba itself. An operator's
+``NUMBA_CACHE_DIR`` is respected.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 _PACKAGES = ("rtsig", "kernels", "workers")
@@ -34,19 +36,35 @@ def source_hash(root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+OURS = "RTSIG_NUMBA_CACHE_DIR"
+"""Set beside ``NUMBA_CACHE_DIR`` when this module chose it, to tell it from an operator's."""
+
+
 def configure() -> str | None:
-    """Point Numba's cache at ``<checkout>/.numba_cache/<source hash>``; return the directory."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return os.environ["NUMBA_CACHE_DIR"]
+    """Point Numba's cache at ``<checkout>/.numba_cache/<source hash>``; return the directory.
+
+    Without importing Numba: the supervisor and the web processes never load it (~70 MiB RSS
+    each), so the choice goes into ``NUMBA_CACHE_DIR``, which Numba reads when it is first
+    imported (and into its config directly if it already was). A process started from this one
+    with another source tree recomputes its own directory: only a ``NUMBA_CACHE_DIR`` this module
+    did not set is taken as the operator's.
+    """
+    explicit = os.environ.get("NUMBA_CACHE_DIR")
+    if explicit and os.environ.get(OURS) != explicit:
+        return explicit
     root = Path(__file__).resolve().parent.parent
     directory = root / ".numba_cache" / source_hash(root)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:  # read-only install: keep Numba's default (__pycache__ beside the sources)
+        for name in ("NUMBA_CACHE_DIR", OURS):
+            os.environ.pop(name, None)
         return None
-    from numba import config
+    os.environ["NUMBA_CACHE_DIR"] = os.environ[OURS] = str(directory)
+    if "numba" in sys.modules:
+        from numba import config
 
-    config.CACHE_DIR = str(directory)
+        config.CACHE_DIR = str(directory)
     return str(directory)
 
 

@@ -99,12 +99,10 @@ def cmd_warm_up(args: argparse.Namespace, settings: Settings) -> int:
     """Compile every jitted function into the Numba cache (image build, first start)."""
     import time
 
-    from rtsig.store import Store
-    from rtsig.supervisor import warm_up
+    from rtsig.warmup import warm_up
 
     started = time.monotonic()
-    store = Store.in_memory(settings.with_overrides(max_symbols=16))
-    warm_up(settings, store)
+    warm_up(settings)
     print(f"rtsig: compiled kernels are cached ({time.monotonic() - started:.1f} s)", file=sys.stderr)
     return 0
 

@@ -104,3 +104,9 @@ def status_name(status: int) -> str:
     if status < 0:
         return IGNORED_NAMES[-status]
     return ERROR_NAMES[status]
+
+# Shutdown stages in the store header's ``shutdown`` field, set by the supervisor.
+SHUTDOWN_STOP_INTAKE = 1
+"""The ingest stops taking messages and hands what it holds to the workers."""
+SHUTDOWN_DRAIN = 2
+"""The workers empty their rings, flush their publishes and exit."""

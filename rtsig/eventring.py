@@ -93,11 +93,6 @@ def awake(cursors, w):
     cursors[w, CURSOR_SLEEPING] = 0
 
 
-def new_wakers(n_workers: int) -> list[int]:
-    """One non-blocking eventfd per worker (made before the processes fork)."""
-    return [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in range(n_workers)]
-
-
 def wake_workers(wake: np.ndarray, wakers: list[int]) -> None:
     for w in np.flatnonzero(wake):
         try:

@@ -33,7 +33,7 @@ from rtsig.logs import RateLimiter
 from rtsig.natsconn import CIRCUIT_CLOSED, CIRCUIT_OPEN, connect
 from rtsig.natsproto import FastSubscriber, parse_servers
 from rtsig.settings import Settings
-from rtsig.store import Store
+from rtsig.store import Store, supervisor_and_zygote
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Ingest:
         self.flush_scheduled = False
         self.limiter = RateLimiter(60.0)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.parent_pid = os.getppid()
+        self.parents = supervisor_and_zygote(store)
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
@@ -166,7 +166,7 @@ class Ingest:
 
     def _stopping(self) -> bool:
         """Shutdown ordered, or the supervisor is gone (never outlive it)."""
-        return int(self.store.header[0]["shutdown"]) != 0 or os.getppid() != self.parent_pid
+        return int(self.store.header[0]["shutdown"]) != 0 or os.getppid() not in self.parents
 
     async def _on_reconnect(self) -> None:
         self.row[C.SUBSCRIBED] = 1

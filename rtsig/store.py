@@ -22,7 +22,6 @@ from multiprocessing import resource_tracker, shared_memory
 import numpy as np
 
 from rtsig import counters
-from rtsig.decode import symbol_find, symbol_hash, symbol_insert
 from rtsig.errors import LayoutMismatch, StoreError, StoreInUse
 from rtsig.layout import ASK, BID, HEADER_DTYPE, LAYOUT_VERSION, MAGIC, Layout
 from rtsig.settings import SYMBOL_BYTES, Settings
@@ -61,6 +60,13 @@ def owner_alive(pid: int, start_ticks: int) -> bool:
     except PermissionError:
         return True
     return start_ticks == 0 or process_start_ticks(pid) in (0, start_ticks)
+
+
+def supervisor_and_zygote(store: "Store") -> frozenset[int]:
+    """The parents a child of ``rtsig run`` may have: the zygote that forked it, until that
+    exits, then the supervisor that owns the store (a subreaper: rtsig/zygote.py). Any other
+    parent means the supervisor died and the child must not outlive it."""
+    return frozenset({os.getppid(), int(store.header[0]["owner_pid"])})
 
 
 def _untrack(shm: shared_memory.SharedMemory) -> None:
@@ -123,8 +129,12 @@ class Store:
         return store
 
     @classmethod
-    def create(cls, settings: Settings, name: str | None = None) -> "Store":
-        """Create the instance's segment, reclaiming one left by a dead instance."""
+    def create(cls, settings: Settings, name: str | None = None, register_symbols: bool = True) -> "Store":
+        """Create the instance's segment, reclaiming one left by a dead instance.
+
+        ``register_symbols=False`` leaves the configured symbols to the caller: the supervisor has
+        its warm-up child register them, as it never loads Numba itself.
+        """
         name = name or segment_name(settings.instance)
         layout = Layout.from_settings(settings, counters.N_COUNTERS)
         try:
@@ -135,7 +145,7 @@ class Store:
         _untrack(shm)
         store = cls(layout, shm.buf, shm)
         try:
-            store._initialise(settings)
+            store._initialise(settings, register_symbols)
         except BaseException:
             store.unlink()
             store.close()
@@ -188,14 +198,14 @@ class Store:
             raise LayoutMismatch(f"{name!r} is smaller than its header says")
         return cls(layout, shm.buf, shm, readonly=readonly)
 
-    def _initialise(self, settings: Settings) -> None:
+    def _initialise(self, settings: Settings, register_symbols: bool = True) -> None:
         h = self.header[0]
         h["owner_pid"] = os.getpid()
         h["owner_start_ticks"] = process_start_ticks(os.getpid())
         h["created_ns"] = time.time_ns()
         self.last_signal_ms[...] = np.iinfo(np.int64).min
         self.layout.stamp_header(self.header)
-        if settings.trading_symbols is not None:
+        if register_symbols and settings.trading_symbols is not None:
             for symbol in settings.trading_symbols:
                 self.add_symbol(symbol)
 
@@ -233,6 +243,9 @@ class Store:
 
     def add_symbol(self, symbol: str) -> int:
         """Register a symbol before data arrives (configured TRADING_SYMBOLS); its id."""
+        # imported here: the supervisor and the web processes never load Numba
+        from rtsig.decode import symbol_find, symbol_hash, symbol_insert
+
         raw = np.frombuffer(symbol.encode(), dtype=np.uint8)
         if not 0 < raw.size <= SYMBOL_BYTES:
             raise ValueError(f"symbol {symbol!r} must be 1-{SYMBOL_BYTES} bytes")

@@ -1,10 +1,11 @@
 """``rtsig run``: create the store, compile once, start and watch the processes, stop cleanly.
 
-Children are *forked* after every jitted function has been compiled (or loaded from the cache)
-for the exact argument types the processes use, so no child compiles anything — several
-processes compiling the same cached function at once can crash (numba issue 4807) — and a
-restarted child is ready at once. The supervisor itself never starts an event loop or a thread,
-so forking is safe.
+The supervisor never loads Numba (it would keep ~70 MiB resident for nothing): its first child
+compiles every jitted function into the cache, or loads it, for the exact argument types the
+processes use, registers the configured symbols and exits (:mod:`rtsig.warmup`). Only then are
+the ingest and the workers *forked*; they import their jitted modules after the fork and load
+machine code from the cache, so no two processes compile at once (numba issue 4807: that can
+crash). The supervisor itself never starts an event loop or a thread, so forking is safe.
 
 Shutdown (SIGTERM/SIGINT): ``shutdown = 1`` stops the ingest's intake; once it has handed every
 received message to the workers, ``shutdown = 2`` lets the workers empty their rings, flush their
@@ -22,21 +23,14 @@ import time
 from multiprocessing.connection import wait
 from typing import Callable
 
-import numpy as np
-
 from rtsig import counters as C
 from rtsig import heartbeat
-from rtsig.decode import Decoder
-from rtsig.errors import SettingsError
-from rtsig.eventring import awake, consumed, new_wakers, pending, route_events, try_sleep
-from rtsig.ingest import ingest_main
-from rtsig.natsproto import scan_frames
-from rtsig.params import ParameterTable
+from rtsig.codes import SHUTDOWN_DRAIN, SHUTDOWN_STOP_INTAKE
+from rtsig.errors import RtsigError, SettingsError
 from rtsig.pressure import PressureSampler
 from rtsig.settings import Settings
 from rtsig.store import Store
-from workers.evaluate import evaluate_events, new_candidate_buffers
-from workers.worker import SHUTDOWN_DRAIN, SHUTDOWN_STOP_INTAKE, worker_main
+from rtsig.zygote import AdoptedProcess, Job, become_subreaper, start_warmed
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +43,30 @@ STOP_TOTAL_S = 9.0
 POLL_S = 0.2
 
 
-def warm_up(settings: Settings, store: Store) -> None:
-    """Compile every jitted function with the argument types the children will pass."""
-    import kernels
+# The children's entry points import their modules in the child: the jitted code (and Numba) is
+# loaded in the zygote the ingest and the workers are forked from, never in the supervisor.
+def _ingest(settings: Settings, store: Store, wakers: list[int]) -> None:
+    from rtsig.ingest import ingest_main
 
-    kernels.warm_up()
-    dec = Decoder(store, C.ROW_SUPERVISOR, settings.trading_symbols is None, capacity=1)
-    dec.decode()
-    wake = np.zeros(store.layout.n_workers, dtype=np.uint8)
-    route_events(dec.events, dec.message_ids, 0, store.symbols, store.events, store.event_message_ids,
-                 store.event_cursors, store.counters[C.ROW_SUPERVISOR], wake)
-    params = ParameterTable(settings, settings.max_symbols)
-    info, rows = new_candidate_buffers(1)
-    evaluate_events(store.events[0], 0, 0, store.book_meta, store.book_levels, store.market,
-                    store.trades, store.tickers, params.values, params.enabled,
-                    store.counters[C.ROW_SUPERVISOR], info, rows)
-    frames = np.zeros(4, dtype=np.int64)
-    scan_frames(np.frombuffer(b"PING\r\n", dtype=np.uint8).copy(), 0, 6, frames, frames.copy(), 0, 4)
-    cursors = store.event_cursors
-    tail, head = pending(cursors, 0)
-    consumed(cursors, 0, tail)
-    if try_sleep(cursors, 0):
-        awake(cursors, 0)
+    ingest_main(settings, store, wakers)
+
+
+def _worker(settings: Settings, store: Store, index: int, waker_fd: int) -> None:
+    from workers.worker import worker_main
+
+    worker_main(settings, store, index, waker_fd)
+
+
+def _web(settings: Settings) -> None:
+    from web.server import web_main
+
+    web_main(settings)
+
+
+def new_wakers(n_workers: int) -> list[int]:
+    """One non-blocking eventfd per worker (made before the processes fork): the ingest writes
+    a worker's to wake it when its event ring was empty (rtsig/eventring.py)."""
+    return [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in range(n_workers)]
 
 
 def check_port_free(port: int) -> None:
@@ -86,20 +82,38 @@ def check_port_free(port: int) -> None:
 
 
 class Child:
-    """One supervised process: how to start it and its current incarnation."""
+    """One supervised process: how to start it and its current incarnation.
 
-    def __init__(self, name: str, target: Callable, args: tuple) -> None:
+    A child that runs jitted code (``warmed``) is forked from a zygote (:mod:`rtsig.zygote`);
+    the web server, which does not, is forked from the supervisor directly.
+    """
+
+    def __init__(self, name: str, target: Callable, args: tuple, warmed: bool) -> None:
         self.name = name
         self.target = target
         self.args = args
-        self.process: multiprocessing.process.BaseProcess | None = None
+        self.warmed = warmed
+        self.process: multiprocessing.process.BaseProcess | AdoptedProcess | None = None
         self.restarts = 0
         self.started_at = 0.0
         self.delay_s = RESTART_DELAY_S
 
-    def start(self, ctx) -> None:
+    @property
+    def job(self) -> Job:
+        return self.name, self.target, self.args
+
+    def start(self, ctx, settings: Settings) -> None:
+        if isinstance(self.process, AdoptedProcess):
+            self.process.close()
+        if self.warmed:
+            self.adopt(start_warmed(ctx, settings, [self.job])[0])
+            return
         self.process = ctx.Process(target=self.target, args=self.args, name=self.name, daemon=False)
         self.process.start()
+        self.started_at = time.monotonic()
+
+    def adopt(self, process: AdoptedProcess) -> None:
+        self.process = process
         self.started_at = time.monotonic()
 
     def next_delay(self) -> float:
@@ -130,7 +144,7 @@ class Supervisor:
         started = time.monotonic()
         if self.web:
             check_port_free(self.settings.http_port)
-        store = Store.create(self.settings)
+        store = Store.create(self.settings, register_symbols=False)
         try:
             return self._run(store, started)
         finally:
@@ -140,19 +154,19 @@ class Supervisor:
     def _run(self, store: Store, started: float) -> int:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
-        warm_up(self.settings, store)
+        become_subreaper()
         wakers = new_wakers(self.settings.workers)
-        ingest = Child("ingest", ingest_main, (self.settings, store, wakers))
-        workers = [Child(f"worker-{i}", worker_main, (self.settings, store, i, wakers[i]))
+        ingest = Child("ingest", _ingest, (self.settings, store, wakers), warmed=True)
+        workers = [Child(f"worker-{i}", _worker, (self.settings, store, i, wakers[i]), warmed=True)
                    for i in range(self.settings.workers)]
-        web = None
-        if self.web:
-            from web.server import web_main
-
-            web = Child("web", web_main, (self.settings,))
+        web = Child("web", _web, (self.settings,), warmed=False) if self.web else None
         children = [ingest, *workers] + ([web] if web else [])
-        for child in children:
-            child.start(self.ctx)
+        # one zygote for the first start; it registers the configured symbols before forking
+        adopted = start_warmed(self.ctx, self.settings, [c.job for c in (ingest, *workers)], store)
+        for child, process in zip((ingest, *workers), adopted):
+            child.adopt(process)
+        if web is not None:
+            web.start(self.ctx, self.settings)
         store.counters[C.ROW_SUPERVISOR][C.PROCESS_PID] = os.getpid()
         log.info("rtsig started: %d workers, instance %s, ready in %.2f s", len(workers),
                  self.settings.instance, time.monotonic() - started,
@@ -173,8 +187,10 @@ class Supervisor:
                 log.error("%s (pid %s) exited with %s; restarting", child.name, child.process.pid,
                           child.process.exitcode)
                 child.restarts += 1
-                time.sleep(child.next_delay())
-                child.start(self.ctx)
+                self._restart(child)
+            for child in children:
+                if child.process is None and not self.stop_requested:  # its last start failed
+                    self._restart(child)
             if sampler.due(time.time()):
                 sampler.sample(time.time())
             now = time.monotonic()
@@ -182,6 +198,14 @@ class Supervisor:
                 beat.log()
                 next_beat = now + self.settings.heartbeat_interval_seconds
         return self._shutdown(store, ingest, workers, wakers, web)
+
+    def _restart(self, child: Child) -> None:
+        time.sleep(child.next_delay())
+        try:
+            child.start(self.ctx, self.settings)
+        except RtsigError as exc:  # the zygote failed: the loop tries again after a longer pause
+            log.error("%s", exc)
+            child.process = None
 
     def _shutdown(self, store: Store, ingest: Child, workers: list[Child], wakers: list[int],
                   web: Child | None = None) -> int:

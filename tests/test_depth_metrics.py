@@ -1,9 +1,12 @@
 """rtsig.depth (the web API's order-book metrics, NumPy) against tests/reference.py, one book at
-a time and many in one call."""
+a time and many in one call; Store.latest_books against the one-book seqlock read; and the
+processes that only read metrics staying free of Numba."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -136,3 +139,12 @@ def test_read_only_levels_are_accepted():
     levels.flags.writeable = False
     out = depth_metrics(levels[None], np.array([nb]), np.array([na]))
     assert out[0, DEPTH_METRIC_NAMES.index("bid_volume")] == 2.0
+
+
+def test_processes_that_only_read_metrics_do_not_load_numba():
+    """The supervisor, the pressure sampler and the web server stay free of Numba (~70 MiB RSS
+    each); only the ingest and the workers, which run jitted code, load it."""
+    code = ("import sys; import rtsig.supervisor, rtsig.pressure, rtsig.store, web.server, web.app; "
+            "print('numba' in sys.modules, 'llvmlite' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr

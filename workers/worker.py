@@ -17,6 +17,7 @@ import signal
 import time
 
 from rtsig import counters as C
+from rtsig.codes import SHUTDOWN_DRAIN
 from rtsig.config.notify import bump_epoch, parse_notice
 from rtsig.config.service import ConfigService
 from rtsig.eventring import awake, consumed, pending, try_sleep
@@ -24,7 +25,7 @@ from rtsig.natsconn import connect
 from rtsig.params import ParameterTable
 from rtsig.settings import Settings
 from rtsig.signals import SignalBuilder, serialize
-from rtsig.store import Store
+from rtsig.store import Store, supervisor_and_zygote
 from workers.judge import EventJudge
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ CHUNK_EVENTS = 1024
 """Events judged per jitted call; the loop yields to NATS I/O between chunks."""
 TICK_S = 0.2
 """Housekeeping period: shutdown flag, config epoch, liveness, and a safety poll of the ring."""
-SHUTDOWN_STOP_INTAKE, SHUTDOWN_DRAIN = 1, 2
 
 
 class SignalPublisher:
@@ -106,7 +106,7 @@ class Worker:
         self.mask = self.ring_events.shape[0] - 1
         self.wake = asyncio.Event()
         self.epoch = int(store.header[0]["config_epoch"])
-        self.parent_pid = os.getppid()
+        self.parents = supervisor_and_zygote(store)
 
     # ----- the loop
     async def run(self) -> int:
@@ -180,7 +180,7 @@ class Worker:
     # ----- housekeeping
     def _shutdown(self) -> int:
         """The supervisor's shutdown stage; a worker whose supervisor died drains and exits."""
-        if os.getppid() != self.parent_pid:
+        if os.getppid() not in self.parents:
             return SHUTDOWN_DRAIN
         return int(self.store.header[0]["shutdown"])
 

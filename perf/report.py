@@ -104,14 +104,21 @@ def targets(result: dict) -> list[tuple[str, str, str, bool | None]]:
         worst = max(micro[k] for k in micro if k.startswith("kernel_"))
         row("kernel time per event (median, worst kernel)", "≤ 2 µs", f"{worst:.2f} µs", worst <= 2.0)
     rt = sysm["rtsig"]
-    row("ready after start, warm cache", "≤ 3 s", f"{rt['start_seconds']:.2f} s", rt["start_seconds"] <= 3.0)
-    big = [r for r in result.get("scaling", []) if r["symbols"] >= 1000]
-    if big:
-        pss = max(r["pss_mib"] for r in big)
-        rss = max(r["peak_rss_mib"] for r in big)
-        row("memory, 1,000 symbols, all processes", "≤ 400 MiB",
-            f"{pss:.0f} MiB PSS ({rss:.0f} MiB summed RSS, which counts shared pages once per process)",
-            pss <= 400)
+    warm = result.get("warm_up_seconds")
+    row("ready after start, warm cache", "≤ 3 s", f"{rt['start_seconds']:.2f} s" + (
+        f" (cache filled first by `rtsig warm-up`: {warm:.1f} s)" if warm is not None else ""),
+        rt["start_seconds"] <= 3.0)
+    big = {r["workers"]: r for r in result.get("scaling", []) if r["symbols"] >= 1000}
+    default = big.get(rt["workers"])
+    if default:
+        def n_workers(n: int) -> str:
+            return f"{n} worker{'s' if n != 1 else ''}"
+
+        others = "; ".join(f"{n_workers(w)}: {r['peak_rss_mib']:.0f} MiB RSS, {r['pss_mib']:.0f} MiB PSS"
+                           for w, r in sorted(big.items()) if w != rt["workers"])
+        row(f"memory, 1,000 symbols, all processes ({n_workers(rt['workers'])}, as run)", "≤ 400 MiB RSS",
+            f"{default['peak_rss_mib']:.0f} MiB summed peak RSS, {default['pss_mib']:.0f} MiB PSS"
+            + (f" ({others})" if others else ""), default["peak_rss_mib"] <= 400)
     if rt.get("idle_cpu_percent"):
         worst = max(rt["idle_cpu_percent"])
         row("idle CPU, no traffic", "≤ 1 % per process", f"{worst:.2f} % (worst process)", worst <= 1.0)

@@ -33,6 +33,8 @@ from rtsig.tail import tail
 
 DEMO_INSTANCE = "demo"
 READY_TIMEOUT_S = 120.0
+CLIENT_CLOSE_S = 2.0
+"""How long the demo waits for its own NATS clients (tail, replay) to close when it stops."""
 
 
 def _say(text: str) -> None:
@@ -81,6 +83,20 @@ async def _feed_forever(settings: Settings, feed: Path) -> None:
         round_no += 1
 
 
+async def _close_clients(tasks: list[asyncio.Task]) -> None:
+    """Let the tail and the replay close their NATS connections, but not for ever.
+
+    With Ctrl-C the bundled nats-server gets the same SIGINT and may be gone first; a nats-py
+    client closing (or flushing) towards a dead server can wait for a long time. The demo must
+    still stop promptly, so a client that has not closed in time is cancelled and left behind.
+    """
+    _, pending = await asyncio.wait(tasks, timeout=CLIENT_CLOSE_S)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=CLIENT_CLOSE_S)
+
+
 async def _run(settings: Settings, feed: Path, child: subprocess.Popen) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -94,7 +110,7 @@ async def _run(settings: Settings, feed: Path, child: subprocess.Popen) -> None:
                        return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     feed_task.cancel()
-    await asyncio.gather(tail_task, feed_task, return_exceptions=True)
+    await _close_clients([tail_task, feed_task])
     if child.poll() is None:
         child.send_signal(signal.SIGINT)
     try:
@@ -146,7 +162,13 @@ def run_demo(settings: Settings, data_dir: Path) -> int:
              f"'Authorization: Bearer {token}')")
         import uvloop
 
-        uvloop.run(_run(settings, feed, child))
+        # not uvloop.run(): at exit it waits for every task it cancels, and a NATS client left
+        # behind by _close_clients could hold the demo up for ever
+        loop = uvloop.new_event_loop()
+        try:
+            loop.run_until_complete(_run(settings, feed, child))
+        finally:
+            loop.close()
     except KeyboardInterrupt:
         pass
     finally:

@@ -58,6 +58,8 @@ def _worker(settings: Settings, store: Store, index: int, waker_fd: int) -> None
 
 
 def _web(settings: Settings) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # before the imports: a stop may come any time
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from web.server import web_main
 
     web_main(settings)
@@ -134,8 +136,18 @@ class Supervisor:
         self.web = web
         self.stop_requested = False
         self.ctx = multiprocessing.get_context("fork")
+        self.pid = os.getpid()
 
     def _request_stop(self, signum, frame) -> None:
+        if os.getpid() != self.pid:
+            # A child forked before it installed its own handlers (the web server is still
+            # importing): a stop meant for it must not be swallowed here, or it would go on to
+            # start Gunicorn and outlive the supervisor's deadline. SIGTERM ends it; SIGINT is
+            # the terminal's, and children leave that to the supervisor.
+            if signum == signal.SIGTERM:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
         if not self.stop_requested:
             log.info("received %s: stopping", signal.Signals(signum).name)
         self.stop_requested = True
@@ -200,7 +212,14 @@ class Supervisor:
         return self._shutdown(store, ingest, workers, wakers, web)
 
     def _restart(self, child: Child) -> None:
-        time.sleep(child.next_delay())
+        """Start ``child`` again after its back-off delay, unless a stop is requested meanwhile
+        (the delay grows to 10 s for a crash loop; a stop must not wait for it)."""
+        resume_at = time.monotonic() + child.next_delay()
+        while not self.stop_requested and time.monotonic() < resume_at:
+            time.sleep(min(POLL_S, max(0.0, resume_at - time.monotonic())))
+        if self.stop_requested:
+            child.process = None
+            return
         try:
             child.start(self.ctx, self.settings)
         except RtsigError as exc:  # the zygote failed: the loop tries again after a longer pause

@@ -88,6 +88,11 @@ def _zygote(ctx, settings: Settings, store: Store | None, jobs: Sequence[Job], r
     from rtsig import logs
     from rtsig.warmup import prepare, warm_up
 
+    # The supervisor stops what the zygote forks (shutdown stages, then SIGKILL at the deadline);
+    # a stop signal must not kill the zygote half-way and leave the supervisor without children.
+    # Its children start with these ignored and install their own handlers first thing.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logs.setup(settings.log_level, settings.log_format, "zygote")
     try:
         if store is not None:

@@ -4,14 +4,21 @@ The supervisor forks a short-lived zygote that loads the compiled code and forks
 the workers (rtsig/zygote.py); the supervisor, a child subreaper, adopts them. These tests look at
 a running instance through /proc: which processes map LLVM (Numba's compiler library), who is
 whose parent, and that an adopted worker killed with SIGKILL is reaped (no zombie) and replaced.
+A child forked before it installed its own signal handlers must still obey SIGTERM (the web
+server, stopped while it was still importing, once went on to start Gunicorn and outlived the
+supervisor's deadline).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import time
 
 from rtsig import counters as C
+from rtsig.settings import Settings
+from rtsig.supervisor import Supervisor
 from tests.live_helpers import N_WORKERS, Service, group_members, wait_until
 
 
@@ -59,3 +66,27 @@ def test_an_adopted_worker_that_dies_is_reaped_and_replaced(nats_server, service
                if state == "Z"]
     assert zombies == []
     service.wait_ready()
+
+
+def _announce_and_wait(ready) -> None:
+    ready.set()
+    time.sleep(30)  # a child that swallowed SIGTERM would still be here when the test gives up
+
+
+def test_a_child_forked_before_its_own_handlers_still_obeys_sigterm():
+    supervisor = Supervisor(Settings())
+    previous = signal.signal(signal.SIGTERM, supervisor._request_stop)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        ready = ctx.Event()
+        child = ctx.Process(target=_announce_and_wait, args=(ready,))
+        child.start()
+        assert ready.wait(10)
+        os.kill(child.pid, signal.SIGTERM)
+        child.join(10)
+        assert child.exitcode == -signal.SIGTERM, child.exitcode
+        assert not supervisor.stop_requested, "the child's signal stopped the supervisor"
+    finally:
+        if child.is_alive():
+            child.kill()
+        signal.signal(signal.SIGTERM, previous)

@@ -3,13 +3,16 @@
 Applies, in order, the global confidence floor (``MIN_CONFIDENCE``) and the strategy's event-time
 cool-down (``min_signal_interval``; a suppressed candidate does not restart it), then fills every
 field of the contract and serialises it with orjson. Candidates are rare next to messages, so
-this runs in Python.
+this runs in Python — but signals come in bursts (one socket read can trigger dozens), and every
+microsecond here delays the rest of the burst, so the per-signal path avoids NumPy scalars,
+``uuid.uuid4`` and ``strftime`` (about 35 → 15 µs per signal; docs/PERFORMANCE-notes.md).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
-import uuid
 from typing import Callable
 
 import numpy as np
@@ -46,15 +49,30 @@ def risk_levels(action: int, price: float, stop_loss_pct: float, take_profit_pct
     return price * (1.0 + stop_loss_pct), price * (1.0 - take_profit_pct)
 
 
+_iso_second: list = [None, ""]
+"""The last whole second formatted by :func:`iso_utc_ms` and its text (formatted once a second)."""
+
+
 def iso_utc_ms(epoch_ns: int) -> str:
     """``2024-01-01T00:00:00.000Z`` for an epoch time in nanoseconds."""
     seconds, ns = divmod(epoch_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1_000_000:03d}Z"
+    if seconds != _iso_second[0]:
+        _iso_second[0], _iso_second[1] = seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{_iso_second[1]}.{ns // 1_000_000:03d}Z"
+
+
+def new_signal_id() -> str:
+    """A random (version 4, RFC 4122 variant) UUID as text: ``uuid.uuid4()`` without its objects."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _number(x: float) -> float | None:
     x = float(x)
-    return x if np.isfinite(x) else None
+    return x if math.isfinite(x) else None
 
 
 class SignalBuilder:
@@ -69,11 +87,14 @@ class SignalBuilder:
         self.counters = counters
         self.symbol_name = symbol_name
         self.clock_ns = clock_ns
+        self._names: dict[int, str] = {}
+        """Symbol names by id (a symbol's name never changes once registered)."""
 
     def build(self, number: int, sid: int, action: int, row: np.ndarray, event_time_ms: int,
               message_id: str | None) -> dict | None:
         """The signal for one candidate, or None when the floor or the cool-down holds it back."""
-        confidence = float(row[OUT_CONFIDENCE])
+        values = row.tolist()  # Python floats: no NumPy scalar per field
+        confidence = values[OUT_CONFIDENCE]
         if confidence < self.settings.min_confidence:
             self.counters[C.SIGNALS_BELOW_CONFIDENCE] += 1
             return None
@@ -88,32 +109,35 @@ class SignalBuilder:
         C.observe_confidence(self.counters, number, confidence)
 
         strategy_id = REALTIME_IDS[number]
-        price = float(row[OUT_PRICE])
+        price = values[OUT_PRICE]
         sl_pct, tp_pct = self.params.risk(sid, number)
         stop_loss, take_profit = risk_levels(action, price, sl_pct, tp_pct)
         indicators = {}
         for k, name in enumerate(INDICATOR_NAMES[strategy_id]):
-            value = row[OUT_INDICATORS + k]
+            value = values[OUT_INDICATORS + k]
             indicators[name] = int(value) if name in INTEGER_INDICATORS else _number(value)
         metadata: dict = {"strategy": strategy_id}
         for k, name in enumerate(METADATA_NAMES[strategy_id]):
-            metadata[name] = _number(row[OUT_METADATA + k])
+            metadata[name] = _number(values[OUT_METADATA + k])
         metadata["strategy_config"] = self.params.config(sid, number).as_metadata()
         if message_id:
             metadata["message_id"] = message_id
         metadata["event_time"] = int(event_time_ms)
+        name = self._names.get(sid)
+        if name is None:
+            name = self._names[sid] = self.symbol_name(sid)
         return {
-            "signal_id": str(uuid.uuid4()),
+            "signal_id": new_signal_id(),
             "strategy_id": strategy_id,
             "strategy": strategy_id,
             "source": self.settings.signal_source,
-            "symbol": self.symbol_name(sid),
+            "symbol": name,
             "action": codes.ACTION_NAMES[action],
             "confidence": confidence,
             "strength": strength(confidence),
             "price": price,
             "quantity": self.settings.signal_quantity,
-            "current_price": float(row[OUT_CURRENT_PRICE]),
+            "current_price": values[OUT_CURRENT_PRICE],
             "timeframe": "tick",
             "order_type": "market",
             "time_in_force": "GTC",

@@ -37,15 +37,20 @@ class EventJudge:
                             self.counters, self.cand_info, self.cand_rows)
         signals = []
         self.receipts = []
-        for c in range(n):
-            info = self.cand_info[c]
-            idx = int(info["event_index"])
-            ev = events[idx]
+        if n == 0:
+            return signals
+        # every field the builder needs, as Python values, in one NumPy call per field
+        info = self.cand_info[:n]
+        index = info["event_index"]
+        picked = events[index]
+        for c, (idx, strategy, action, sid, event_time_ms, receipt_ns) in enumerate(zip(
+                index.tolist(), info["strategy"].tolist(), info["action"].tolist(),
+                picked["symbol"].tolist(), picked["event_time_ms"].tolist(), picked["receipt_ns"].tolist())):
             mid = message_ids[idx]
-            message_id = bytes(mid[1:1 + mid[0]]).decode("utf-8", "replace") if mid[0] else None
-            signal = self.builder.build(int(info["strategy"]), int(ev["symbol"]), int(info["action"]),
-                                        self.cand_rows[c], int(ev["event_time_ms"]), message_id)
+            length = int(mid[0])
+            message_id = mid[1:1 + length].tobytes().decode("utf-8", "replace") if length else None
+            signal = self.builder.build(strategy, sid, action, self.cand_rows[c], event_time_ms, message_id)
             if signal is not None:
                 signals.append(signal)
-                self.receipts.append(int(ev["receipt_ns"]))
+                self.receipts.append(receipt_ns)
         return signals

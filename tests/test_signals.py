@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import datetime, timezone
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kernels.output import OUT_CONFIDENCE, OUT_CURRENT_PRICE, OUT_INDICATORS, OUT_METADATA, OUT_PRICE, OUT_WIDTH
 from rtsig import codes
@@ -14,7 +18,7 @@ from rtsig import counters as C
 from rtsig.params import ParameterTable
 from rtsig.registry import strategy_number
 from rtsig.settings import Settings
-from rtsig.signals import SignalBuilder, iso_utc_ms, risk_levels, serialize, strength
+from rtsig.signals import SignalBuilder, iso_utc_ms, new_signal_id, risk_levels, serialize, strength
 
 SKEW = strategy_number("orderbook_skew")
 FIELDS = {"signal_id", "strategy_id", "strategy", "source", "symbol", "action", "confidence", "strength",
@@ -122,3 +126,21 @@ def test_subject_per_strategy_option():
 def test_iso_utc_ms():
     assert iso_utc_ms(0) == "1970-01-01T00:00:00.000Z"
     assert iso_utc_ms(1_730_462_400_125_999_999) == "2024-11-01T12:00:00.125Z"
+
+
+@given(st.lists(st.integers(0, 4_102_444_800 * 10**9), min_size=1, max_size=20))
+def test_iso_utc_ms_equals_datetime_in_any_order(epochs_ns):
+    """The formatted second is cached: any sequence (same second, back and forth) stays right."""
+    for epoch_ns in epochs_ns + epochs_ns[::-1]:
+        seconds, ns = divmod(epoch_ns, 10**9)
+        want = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + \
+            f".{ns // 10**6:03d}Z"
+        assert iso_utc_ms(epoch_ns) == want
+
+
+def test_signal_ids_are_random_rfc4122_version_4_uuids():
+    ids = [new_signal_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:200]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122

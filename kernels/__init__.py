@@ -36,8 +36,8 @@ __all__ = ["orderbook_skew", "ticker_velocity", "trade_momentum", "warm_up"]
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel for the argument types the service uses.
 
-    Both writable and read-only views of the market data are covered (the web process may attach
-    the store read-only); positions and counts are Python ints / int64.
+    Both writable and read-only views of the market data are covered (a tool that attaches the
+    store read-only gets cached machine code too); positions and counts are Python ints / int64.
     """
     from rtsig.layout import (
         ASK,

@@ -33,7 +33,8 @@ from rtsig.logs import RateLimiter
 from rtsig.natsconn import CIRCUIT_CLOSED, CIRCUIT_OPEN, connect
 from rtsig.natsproto import FastSubscriber, parse_servers
 from rtsig.settings import Settings
-from rtsig.store import Store, supervisor_and_zygote
+from rtsig.store import Store
+from rtsig.zygote import supervisor_and_zygote
 
 log = logging.getLogger(__name__)
 

@@ -62,13 +62,6 @@ def owner_alive(pid: int, start_ticks: int) -> bool:
     return start_ticks == 0 or process_start_ticks(pid) in (0, start_ticks)
 
 
-def supervisor_and_zygote(store: "Store") -> frozenset[int]:
-    """The parents a child of ``rtsig run`` may have: the zygote that forked it, until that
-    exits, then the supervisor that owns the store (a subreaper: rtsig/zygote.py). Any other
-    parent means the supervisor died and the child must not outlive it."""
-    return frozenset({os.getppid(), int(store.header[0]["owner_pid"])})
-
-
 def _untrack(shm: shared_memory.SharedMemory) -> None:
     try:
         resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]

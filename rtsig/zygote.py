@@ -33,6 +33,13 @@ Job = tuple[str, Callable, tuple]
 """``(process name, target, args)`` of a process to fork from the zygote."""
 
 
+def supervisor_and_zygote(store: Store) -> frozenset[int]:
+    """The parents a child of ``rtsig run`` may have: the zygote that forked it, until that
+    exits, then the supervisor that owns the store (a subreaper). Any other parent means the
+    supervisor died and the child must not outlive it."""
+    return frozenset({os.getppid(), int(store.header[0]["owner_pid"])})
+
+
 def become_subreaper() -> None:
     """Adopt orphaned descendants (the zygote's children) instead of letting init have them."""
     libc = ctypes.CDLL(None, use_errno=True)

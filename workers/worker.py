@@ -25,7 +25,8 @@ from rtsig.natsconn import connect
 from rtsig.params import ParameterTable
 from rtsig.settings import Settings
 from rtsig.signals import SignalBuilder, serialize
-from rtsig.store import Store, supervisor_and_zygote
+from rtsig.store import Store
+from rtsig.zygote import supervisor_and_zygote
 from workers.judge import EventJudge
 
 log = logging.getLogger(__name__)

@@ -211,3 +211,21 @@ def velocity_params():
         "volume_confirmation": st.booleans(),
         "min_volume_change": st.one_of(st.just(0.0), st.floats(0.0, 3.0)),
     })
+
+
+_quantity = st.one_of(st.just(0.0), st.floats(0.0, 100.0), st.sampled_from([0.5, 1.0, 2.0]))
+
+
+@st.composite
+def books(draw):
+    """``(bids, asks)``: 0-20 levels a side around a random mid, best first, zero quantities and
+    ties included, a crossed-free spread that may be zero."""
+    mid = draw(st.floats(0.01, 1e5))
+    half_spread = draw(st.one_of(st.just(0.0), st.floats(0.0, 0.005)))
+    bids, asks = [], []
+    for rows, sign in ((bids, -1), (asks, 1)):
+        price = mid * (1 + sign * half_spread)
+        for _ in range(draw(st.integers(0, DEPTH_LEVELS))):
+            rows.append((price, draw(_quantity)))
+            price += sign * mid * draw(st.floats(1e-6, 1e-3))
+    return bids, asks

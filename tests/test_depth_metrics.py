@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from rtsig.depth import DEPTH_METRIC_NAMES, DEPTH_METRICS_WIDTH, depth_metrics
 from rtsig.layout import DEPTH_LEVELS
 from tests import reference
-from tests.kernel_cases import book, close, run_depth
+from tests.kernel_cases import book, books, close, run_depth
 
 NAN_WITHOUT_BOOK = {"imbalance_ratio", "buy_pressure", "sell_pressure", "net_pressure",
                     "best_bid", "best_ask", "spread_abs", "spread_bps", "mid_price",
@@ -98,30 +98,14 @@ def test_zero_quantities():
     assert (m["strongest_bid_price"], m["strongest_bid_volume"]) == (100.0, 0.0)
 
 
-_quantity = st.one_of(st.just(0.0), st.floats(0.0, 100.0), st.sampled_from([1.0, 2.0]))
-
-
-@st.composite
-def sides(draw):
-    mid = draw(st.floats(0.01, 1e5))
-    half = draw(st.floats(0.0, 0.01))
-    bids, asks = [], []
-    for rows, sign in ((bids, -1), (asks, 1)):
-        price = mid * (1 + sign * half)
-        for _ in range(draw(st.integers(0, DEPTH_LEVELS))):
-            rows.append((price, draw(_quantity)))
-            price += sign * mid * draw(st.floats(1e-6, 1e-3))
-    return bids, asks
-
-
 @settings(max_examples=200, deadline=None)
-@given(sides())
+@given(books())
 def test_matches_reference(book_sides):
     metrics(*book_sides)
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(sides(), min_size=1, max_size=8))
+@given(st.lists(books(), min_size=1, max_size=8))
 def test_many_books_in_one_call_equal_each_book_alone(books):
     """Vectorising over books must not mix them: row n is book n's metrics."""
     built = [book(bids, asks) for bids, asks in books]

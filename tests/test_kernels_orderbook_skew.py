@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import event, given, settings
-from hypothesis import strategies as st
 
 from kernels import orderbook_skew
 from kernels.output import OUT_WIDTH
@@ -16,6 +15,7 @@ from tests.kernel_cases import (
     KERNEL_PARAMS,
     assert_same,
     book,
+    books,
     defaults,
     outcome,
     param_array,
@@ -201,22 +201,6 @@ def test_each_parameter_changes_the_outcome(name):
 
 
 # --- Hypothesis: kernel == reference -------------------------------------------------------------
-
-_quantity = st.one_of(st.just(0.0), st.floats(0.0, 100.0), st.sampled_from([0.5, 1.0, 2.0]))
-
-
-@st.composite
-def books(draw):
-    mid = draw(st.floats(0.01, 1e5))
-    half_spread = draw(st.one_of(st.just(0.0), st.floats(0.0, 0.005)))
-    bids, asks = [], []
-    for rows, sign in ((bids, -1), (asks, 1)):
-        price = mid * (1 + sign * half_spread)
-        for _ in range(draw(st.integers(0, DEPTH_LEVELS))):
-            rows.append((price, draw(_quantity)))
-            price += sign * mid * draw(st.floats(1e-6, 1e-3))
-    return bids, asks
-
 
 @settings(max_examples=200, deadline=None)
 @given(books(), skew_params())

@@ -18,6 +18,11 @@ JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": 
               "object": dict}
 
 
+_OPTIONAL_KEYWORDS = (("minimum", "minimum"), ("maximum", "maximum"), ("max_length", "maxLength"),
+                      ("pattern", "pattern"), ("default", "default"), ("example", "example"))
+"""Field attribute → OpenAPI schema keyword, written only when set."""
+
+
 @dataclass(frozen=True)
 class Field:
     """A path, query or body field with its JSON type and constraints."""
@@ -43,18 +48,10 @@ class Field:
             out = {"type": self.type}
         if self.enum:
             out["enum"] = list(self.enum)
-        if self.minimum is not None:
-            out["minimum"] = self.minimum
-        if self.maximum is not None:
-            out["maximum"] = self.maximum
-        if self.max_length is not None:
-            out["maxLength"] = self.max_length
-        if self.pattern is not None:
-            out["pattern"] = self.pattern
-        if self.default is not None:
-            out["default"] = self.default
-        if self.example is not None:
-            out["example"] = self.example
+        for attribute, keyword in _OPTIONAL_KEYWORDS:
+            value = getattr(self, attribute)
+            if value is not None:
+                out[keyword] = value
         if "$ref" in out:  # OpenAPI 3.0: no siblings beside a $ref
             out = {"allOf": [out]}
         if self.nullable:

@@ -889,6 +889,23 @@ class Decoder:
         """Messages are waiting for a worker to catch up."""
         return self.first < self.count
 
+    def decode_spans(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                     receipt_ns: np.ndarray, status: np.ndarray, events: np.ndarray,
+                     message_ids: np.ndarray) -> tuple[int, int]:
+        """Decode messages that already sit in a buffer (``data[starts[i]:ends[i]]``).
+
+        The ingest frames NATS messages in its receive buffer and decodes them in place; this
+        is its one entry into the decoder. Returns ``(messages judged, events written)``; fewer
+        messages than given means a worker's ring is full (call again once it has caught up).
+        """
+        s = self.store
+        nxt, n_events = decode_batch(
+            data, starts, ends, receipt_ns, 0, s.header, s.symbols, s.symbol_names,
+            s.symbol_slots, s.market, s.book_meta, s.book_levels, s.trades, s.tickers,
+            self.counters, self.allow_new, s.layout.n_workers, self.lag_limits, status, events,
+            message_ids)
+        return int(nxt), int(n_events)
+
     def decode(self) -> int:
         """Decode the queued messages into the store; returns the number of events."""
         s = self.store

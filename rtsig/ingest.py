@@ -26,7 +26,7 @@ import numpy as np
 
 from rtsig import codes
 from rtsig import counters as C
-from rtsig.decode import Decoder, decode_batch, new_event_buffers
+from rtsig.decode import Decoder, new_event_buffers
 from rtsig.eventring import route_events, wake_workers
 from rtsig.layout import CURSOR_HEAD, CURSOR_TAIL
 from rtsig.logs import RateLimiter
@@ -110,11 +110,9 @@ class Ingest:
             n = min(sub.framed, room)
             if n <= 0:
                 break
-            nxt, n_events = decode_batch(
-                sub.buffer.data, sub.starts[:n], sub.ends[:n], sub.receipt_ns[:n], 0, s.header,
-                s.symbols, s.symbol_names, s.symbol_slots, s.market, s.book_meta, s.book_levels,
-                s.trades, s.tickers, self.row, self.decoder.allow_new, s.layout.n_workers,
-                self.decoder.lag_limits, self.f_status, self.f_events, self.f_ids)
+            nxt, n_events = self.decoder.decode_spans(
+                sub.buffer.data, sub.starts[:n], sub.ends[:n], sub.receipt_ns[:n], self.f_status,
+                self.f_events, self.f_ids)
             if n_events:
                 route_events(self.f_events, self.f_ids, n_events, s.symbols, s.events,
                              s.event_message_ids, cursors, self.row, self.wake)

@@ -108,11 +108,15 @@ def cmd_warm_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
     from rtsig import logs
     from rtsig.errors import StoreInUse
     from rtsig.supervisor import Supervisor
 
     logs.setup(settings.log_level, settings.log_format, "supervisor")
+    for warning in settings.engine_warnings():
+        logging.getLogger("rtsig").warning(warning)
     try:
         return Supervisor(settings, web=not args.no_web).run()
     except StoreInUse as exc:

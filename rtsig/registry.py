@@ -186,8 +186,9 @@ def _common(interval_s: int) -> tuple[Param, ...]:
               "stop-loss distance as a fraction of price; null uses RISK_STOP_LOSS_PCT",
               unit="fraction", min=0, max=1, min_exclusive=True, max_exclusive=True, optional=True),
         Param("take_profit_pct", float, None,
-              "take-profit distance as a fraction of price; null uses RISK_TAKE_PROFIT_PCT",
-              unit="fraction", min=0, min_exclusive=True, optional=True),
+              "take-profit distance as a fraction of price; null uses RISK_TAKE_PROFIT_PCT "
+              "(below 1: a sell's level stays above 0, and the trade engine rejects 1 or more)",
+              unit="fraction", min=0, max=1, min_exclusive=True, max_exclusive=True, optional=True),
     )
 
 

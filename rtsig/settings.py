@@ -23,6 +23,12 @@ T = TypeVar("T")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-\.]{0,23}$")
 _INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MARKETS = ("spot", "usdm")
+"""Market names of ``SIGNAL_MARKETS`` and ``metadata.market``, in layout.VENUE_* order (1, 2)."""
+ENGINE_MIN_CONFIDENCE = 0.6
+ENGINE_DUPLICATE_WINDOW_S = 10
+"""What the trade engine drops: confidence below, and repeats within this many seconds."""
+_PLACEHOLDERS = ("{strategy_id}", "{symbol}")
 SYMBOL_BYTES = 24
 """Longest symbol name the store keeps (bytes of UTF-8)."""
 
@@ -69,6 +75,18 @@ class Settings:
     risk_stop_loss_pct: float = 0.01
     risk_take_profit_pct: float = 0.015
     signal_subject_per_strategy: bool = False
+    nats_futures_topic: str | None = None
+    """Input subject carrying USD-M futures data (interfaces.md §2a); unset: the shape decides."""
+    signal_markets: tuple[str, ...] = ("spot",)
+    """Markets whose data may produce published signals (``spot``, ``usdm``)."""
+    reference_max_age_seconds: float = 60.0
+    """A book is cross-checked only against a trade/ticker price at most this old (event time)."""
+    book_price_tolerance_percent: float = 5.0
+    """A book whose mid is further than this from the reference price is ``book_price_mismatch``."""
+    max_clock_skew_seconds: float = 300.0
+    """An event time further than this ahead of the receipt time is ``bad_time``."""
+    symbol_idle_seconds: float = 3600.0
+    """Under ``TRADING_SYMBOLS=*``, a symbol silent this long may be evicted for a new one."""
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -81,7 +99,8 @@ class Settings:
         settings = cls(
             nats_url=r.text("NATS_URL", cls.nats_url, _nats_url),
             nats_consumer_topic=r.text("NATS_CONSUMER_TOPIC", cls.nats_consumer_topic, _subject),
-            nats_publisher_topic=r.text("NATS_PUBLISHER_TOPIC", cls.nats_publisher_topic, _subject),
+            nats_publisher_topic=r.text("NATS_PUBLISHER_TOPIC", cls.nats_publisher_topic,
+                                        _publisher_subject),
             nats_consumer_group=r.text("NATS_CONSUMER_GROUP", cls.nats_consumer_group, _subject),
             trading_symbols=r.get("TRADING_SYMBOLS", "BTCUSDT,ETHUSDT,BNBUSDT", _symbols),
             strategy_enabled=_strategy_enabled(r),
@@ -113,8 +132,19 @@ class Settings:
             risk_stop_loss_pct=r.number("RISK_STOP_LOSS_PCT", cls.risk_stop_loss_pct, lo=0, hi=1,
                                         lo_open=True, hi_open=True),
             risk_take_profit_pct=r.number("RISK_TAKE_PROFIT_PCT", cls.risk_take_profit_pct, lo=0,
-                                          lo_open=True),
+                                          hi=1, lo_open=True, hi_open=True),
             signal_subject_per_strategy=r.boolean("SIGNAL_SUBJECT_PER_STRATEGY", False),
+            nats_futures_topic=r.checked("NATS_FUTURES_TOPIC", _subject),
+            signal_markets=r.get("SIGNAL_MARKETS", "spot", _markets),
+            reference_max_age_seconds=r.number("RTSIG_REFERENCE_MAX_AGE_SECONDS",
+                                               cls.reference_max_age_seconds, lo=0, lo_open=True),
+            book_price_tolerance_percent=r.number("RTSIG_BOOK_PRICE_TOLERANCE_PERCENT",
+                                                  cls.book_price_tolerance_percent, lo=0, hi=100,
+                                                  lo_open=True, hi_open=True),
+            max_clock_skew_seconds=r.number("RTSIG_MAX_CLOCK_SKEW_SECONDS", cls.max_clock_skew_seconds,
+                                            lo=0, lo_open=True),
+            symbol_idle_seconds=r.number("RTSIG_SYMBOL_IDLE_SECONDS", cls.symbol_idle_seconds,
+                                         lo=0, lo_open=True),
             log_level=r.choice("LOG_LEVEL", "INFO", _LOG_LEVELS, upper=True),
             log_format=r.choice("LOG_FORMAT", "text" if sys.stderr.isatty() else "json", ("json", "text")),
         )
@@ -126,6 +156,48 @@ class Settings:
 
     def symbol_allowed(self, symbol: str) -> bool:
         return self.trading_symbols is None or symbol in self.trading_symbols
+
+    def publisher_subject(self, strategy_id: str, symbol: str) -> str:
+        """The subject one signal goes to: ``{strategy_id}``/``{symbol}`` filled in.
+
+        ``SIGNAL_SUBJECT_PER_STRATEGY=true`` is the alias for ``<topic>.{strategy_id}``. A symbol
+        is made a single NATS token (whitespace, ``.``, ``*``, ``>`` become ``_``): a symbol taken
+        from the input must never widen the subject or turn it into a wildcard.
+        """
+        topic = self.nats_publisher_topic
+        if self.signal_subject_per_strategy and "{strategy_id}" not in topic:
+            topic += ".{strategy_id}"
+        if "{" not in topic:
+            return topic
+        return topic.replace("{strategy_id}", strategy_id).replace("{symbol}", subject_token(symbol))
+
+    def engine_warnings(self) -> list[str]:
+        """Settings the trade engine (petrosa-tradeengine) will defeat: start-up warnings.
+
+        They are allowed (another consumer may want them) but the engine drops signals with
+        confidence < 0.6 and repeats of (strategy, symbol, action, second) within 10 s, and it
+        subscribes to ``signals.trading.*``, so a bare subject never reaches it.
+        """
+        out = []
+        if self.min_confidence < ENGINE_MIN_CONFIDENCE:
+            out.append(f"MIN_CONFIDENCE={self.min_confidence:g} is below {ENGINE_MIN_CONFIDENCE}: "
+                       "the trade engine drops those signals")
+        for sid in REALTIME_IDS:
+            if not self.strategy_enabled.get(sid, False):
+                continue
+            st = STRATEGIES[sid]
+            interval = self.strategy_env_params.get(sid, {}).get(
+                "min_signal_interval", st.param("min_signal_interval").default)
+            if interval is not None and interval < ENGINE_DUPLICATE_WINDOW_S:
+                out.append(f"{st.env_name('min_signal_interval')}={interval} is below "
+                           f"{ENGINE_DUPLICATE_WINDOW_S} s: the trade engine drops repeats within "
+                           f"{ENGINE_DUPLICATE_WINDOW_S} s as duplicates")
+        subject = self.publisher_subject("orderbook_skew", "BTCUSDT")
+        if subject == "signals.trading":
+            out.append("NATS_PUBLISHER_TOPIC=signals.trading: the trade engine subscribes to "
+                       "signals.trading.* and never receives the bare subject; use "
+                       "signals.trading.{strategy_id} (docs/OPERATIONS.md)")
+        return out
 
     @property
     def realtime_enabled(self) -> tuple[bool, ...]:
@@ -240,6 +312,30 @@ def _subject(name: str, value: str) -> str:
     if not re.match(r"^[^\s.*>]+(\.[^\s.*>]+)*$", value):
         raise SettingsError(name, value, "a NATS subject of dot-separated tokens without wildcards")
     return value
+
+
+def _publisher_subject(name: str, value: str) -> str:
+    """A subject whose tokens may be whole ``{strategy_id}`` / ``{symbol}`` placeholders."""
+    filled = value
+    for k, p in enumerate(_PLACEHOLDERS):
+        filled = filled.replace(p, f"p{k}")
+    if "{" in filled or "}" in filled or any(
+            p in tok and tok != p for tok in value.split(".") for p in _PLACEHOLDERS):
+        raise SettingsError(name, value, "a NATS subject whose tokens may be {strategy_id} or {symbol}")
+    _subject(name, filled)
+    return value
+
+
+def subject_token(text: str) -> str:
+    """``text`` as one NATS subject token: whitespace, ``.``, ``*`` and ``>`` become ``_``."""
+    return re.sub(r"[\s.*>]", "_", text) or "_"
+
+
+def _markets(name: str, value: str) -> tuple[str, ...]:
+    markets = tuple(dict.fromkeys(m.strip().lower() for m in value.split(",") if m.strip()))
+    if not markets or any(m not in MARKETS for m in markets):
+        raise SettingsError(name, value, "comma-separated markets from: " + ", ".join(MARKETS))
+    return markets
 
 
 def _mongodb_uri(name: str, value: str) -> str:

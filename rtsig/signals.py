@@ -88,7 +88,8 @@ class SignalBuilder:
         self.symbol_name = symbol_name
         self.clock_ns = clock_ns
         self._names: dict[int, str] = {}
-        """Symbol names by id (a symbol's name never changes once registered)."""
+        """Symbol names by id (:meth:`forget` drops one whose id was given to a new symbol)."""
+        self._subjects: dict[tuple[str, str], str] = {}
 
     def build(self, number: int, sid: int, action: int, row: np.ndarray, event_time_ms: int,
               message_id: str | None) -> dict | None:
@@ -151,8 +152,14 @@ class SignalBuilder:
         }
 
     def subject(self, signal: dict) -> str:
-        topic = self.settings.nats_publisher_topic
-        return f"{topic}.{signal['strategy_id']}" if self.settings.signal_subject_per_strategy else topic
+        """``NATS_PUBLISHER_TOPIC`` with its placeholders filled (cached per strategy and symbol)."""
+        key = (signal["strategy_id"], signal["symbol"])
+        subject = self._subjects.get(key)
+        if subject is None:
+            if len(self._subjects) > 65536:  # symbols come from the input: keep the cache bounded
+                self._subjects.clear()
+            subject = self._subjects[key] = self.settings.publisher_subject(*key)
+        return subject
 
 
 def serialize(signal: dict) -> bytes:

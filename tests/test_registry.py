@@ -141,13 +141,12 @@ def test_common_risk_overrides_are_optional_fractions(sid):
     sl, tp = st.param("stop_loss_pct"), st.param("take_profit_pct")
     assert sl.optional and tp.optional and sl.default is None and tp.default is None
     assert sl.validate(None, "x") is None and tp.validate(None, "x") is None
-    assert sl.validate(0.02, "x") == 0.02 and tp.validate(2.5, "x") == 2.5
-    for bad in (0, 1, -0.1, 1.5):
-        with pytest.raises(SettingsError):
-            sl.validate(bad, "x")
-    for bad in (0, -0.01):
-        with pytest.raises(SettingsError):
-            tp.validate(bad, "x")
+    assert sl.validate(0.02, "x") == 0.02 and tp.validate(0.999, "x") == 0.999
+    # (0, 1): no level at or below zero, and the trade engine rejects a percentage above 1
+    for bad in (0, 1, -0.1, 1.5, 2.5):
+        for p in (sl, tp):
+            with pytest.raises(SettingsError):
+                p.validate(bad, "x")
     assert st.param("min_signal_interval").validate(0, "x") == 0  # 0 disables the cool-down
 
 

@@ -48,6 +48,13 @@ SPEC_DEFAULTS = {
     "risk_take_profit_pct": 0.015,
     "signal_subject_per_strategy": False,
     "strategy_env_params": {},
+    # §5, added in wave 2
+    "nats_futures_topic": None,
+    "signal_markets": ("spot",),
+    "reference_max_age_seconds": 60,
+    "book_price_tolerance_percent": 5,
+    "max_clock_skew_seconds": 300,
+    "symbol_idle_seconds": 3600,
 }
 
 
@@ -142,6 +149,13 @@ EVERY_VARIABLE = {
     "RISK_STOP_LOSS_PCT": ("0.02", "risk_stop_loss_pct", 0.02),
     "RISK_TAKE_PROFIT_PCT": ("0.03", "risk_take_profit_pct", 0.03),
     "SIGNAL_SUBJECT_PER_STRATEGY": ("true", "signal_subject_per_strategy", True),
+    "NATS_FUTURES_TOPIC": ("binance.futures.websocket.data", "nats_futures_topic",
+                           "binance.futures.websocket.data"),
+    "SIGNAL_MARKETS": ("spot,USDM", "signal_markets", ("spot", "usdm")),
+    "RTSIG_REFERENCE_MAX_AGE_SECONDS": ("30", "reference_max_age_seconds", 30.0),
+    "RTSIG_BOOK_PRICE_TOLERANCE_PERCENT": ("2.5", "book_price_tolerance_percent", 2.5),
+    "RTSIG_MAX_CLOCK_SKEW_SECONDS": ("60", "max_clock_skew_seconds", 60.0),
+    "RTSIG_SYMBOL_IDLE_SECONDS": ("600", "symbol_idle_seconds", 600.0),
     "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
     "LOG_FORMAT": ("text" if not sys.stderr.isatty() else "json", "log_format",
                    "text" if not sys.stderr.isatty() else "json"),
@@ -302,6 +316,20 @@ BAD_VALUES = [
     ("RISK_STOP_LOSS_PCT", "1", "< 1"),
     ("RISK_STOP_LOSS_PCT", "1%", "number"),
     ("RISK_TAKE_PROFIT_PCT", "0", "> 0"),
+    ("RISK_TAKE_PROFIT_PCT", "1", "< 1"),
+    ("RISK_TAKE_PROFIT_PCT", "2.5", "< 1"),
+    ("TICKER_VELOCITY_TAKE_PROFIT_PCT", "1", "< 1"),
+    ("NATS_PUBLISHER_TOPIC", "signals.*", "wildcards"),
+    ("NATS_PUBLISHER_TOPIC", "signals.x{strategy_id}", "{strategy_id}"),
+    ("NATS_PUBLISHER_TOPIC", "signals.{strategy}", "{symbol}"),
+    ("NATS_FUTURES_TOPIC", "binance.>", "wildcards"),
+    ("SIGNAL_MARKETS", "coinm", "spot, usdm"),
+    ("SIGNAL_MARKETS", ",", "spot, usdm"),
+    ("RTSIG_REFERENCE_MAX_AGE_SECONDS", "0", "> 0"),
+    ("RTSIG_BOOK_PRICE_TOLERANCE_PERCENT", "0", "> 0"),
+    ("RTSIG_BOOK_PRICE_TOLERANCE_PERCENT", "100", "< 100"),
+    ("RTSIG_MAX_CLOCK_SKEW_SECONDS", "-5", "> 0"),
+    ("RTSIG_SYMBOL_IDLE_SECONDS", "soon", "number"),
     ("SIGNAL_SUBJECT_PER_STRATEGY", "maybe", "true or false"),
     ("SIGNAL_SUBJECT_PER_STRATEGY", "2", "true or false"),
     ("LOG_LEVEL", "verbose", "DEBUG"),
@@ -426,3 +454,33 @@ def test_a_bad_database_uri_is_reported_without_its_password():
     with pytest.raises(SettingsError) as err:
         Settings.from_env({"MYSQL_URI": "mysql://admin:hunter2@db"})
     assert "hunter2" not in str(err.value) and "admin:***@db" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- the trade engine
+
+@pytest.mark.parametrize("topic,per_strategy,subject", [
+    ("signals.trading", False, "signals.trading"),
+    ("signals.trading", True, "signals.trading.trade_momentum"),
+    ("signals.trading.{strategy_id}", False, "signals.trading.trade_momentum"),
+    ("signals.trading.{strategy_id}", True, "signals.trading.trade_momentum"),
+    ("cio.intent.trading.{strategy_id}", False, "cio.intent.trading.trade_momentum"),
+    ("sig.{symbol}.{strategy_id}", False, "sig.ETH_X__.trade_momentum"),
+])
+def test_publisher_subject_fills_placeholders(topic, per_strategy, subject):
+    env = {"NATS_PUBLISHER_TOPIC": topic, "SIGNAL_SUBJECT_PER_STRATEGY": str(per_strategy)}
+    assert Settings.from_env(env).publisher_subject("trade_momentum", "ETH.X*>") == subject
+
+
+def test_engine_warnings_name_what_the_engine_defeats():
+    assert Settings.from_env({"NATS_PUBLISHER_TOPIC": "signals.trading.{strategy_id}"}).engine_warnings() == []
+    warnings = Settings.from_env({"MIN_CONFIDENCE": "0.5", "TRADE_MOMENTUM_MIN_SIGNAL_INTERVAL": "3"}
+                                 ).engine_warnings()
+    assert len(warnings) == 3
+    assert "MIN_CONFIDENCE=0.5" in warnings[0]
+    assert "TRADE_MOMENTUM_MIN_SIGNAL_INTERVAL=3" in warnings[1]
+    assert "signals.trading.*" in warnings[2]
+    # a disabled strategy's cool-down does not matter
+    quiet = Settings.from_env({"NATS_PUBLISHER_TOPIC": "cio.intent.trading.{strategy_id}",
+                               "STRATEGY_ENABLED_TRADE_MOMENTUM": "false",
+                               "TRADE_MOMENTUM_MIN_SIGNAL_INTERVAL": "3"})
+    assert quiet.engine_warnings() == []

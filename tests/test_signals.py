@@ -117,10 +117,15 @@ def test_message_id_is_omitted_when_the_input_had_none():
 
 
 def test_subject_per_strategy_option():
+    signal = {"strategy_id": "trade_momentum", "symbol": "BTCUSDT"}
     builder, _ = make_builder(Settings(signal_subject_per_strategy=True))
-    assert builder.subject({"strategy_id": "trade_momentum"}) == "signals.trading.trade_momentum"
+    assert builder.subject(signal) == "signals.trading.trade_momentum"
     builder, _ = make_builder()
-    assert builder.subject({"strategy_id": "trade_momentum"}) == "signals.trading"
+    assert builder.subject(signal) == "signals.trading"
+    builder, _ = make_builder(Settings(nats_publisher_topic="cio.intent.trading.{strategy_id}"))
+    assert builder.subject(signal) == "cio.intent.trading.trade_momentum"
+    builder, _ = make_builder(Settings(nats_publisher_topic="s.{strategy_id}.{symbol}"))
+    assert builder.subject(signal) == "s.trade_momentum.BTCUSDT"
 
 
 def test_iso_utc_ms():

@@ -46,7 +46,7 @@ CONFIG_NOTICES = 89  # change notices received from NATS (other replicas or this
 CONFIG_MIRROR_ERRORS = 90  # changes the fallback store could not copy
 MESSAGES_HANDED_OFF = 91  # messages the ingest is done with: decoded, stored, events in the rings
 INPUT_TRUNCATED = 92  # a message cut off mid-frame by a lost connection (never fully received)
-NATS_SERVER_ERRORS = 93  # -ERR lines from the server (authorization, TLS required, limits)
+INPUT_DROPPED_OVER_LIMIT = 93  # messages received while the ingest's backlog was over its byte limit
 CONFIG_STATES = ("primary", "fallback", "last_known", "defaults")
 """CONFIG_STORE_STATE values: the primary answered; the fallback did; neither did and the last
 values read are used; no store has ever answered (environment and defaults only)."""

@@ -1,5 +1,9 @@
 """NATS connections that never give up: back-off on the first connect, reconnect forever after.
 
+These are the nats-py connections of the workers (publishing), the web and the tools; the
+ingest has its own subscriber (:mod:`rtsig.natsproto`). Both log in the same way
+(:class:`rtsig.natsauth.NatsAuth`).
+
 The connection state is exported as gauges in the process's counter row (``NATS_CONNECTED``,
 ``CIRCUIT_STATE``: 0 closed/connected, 1 open/down, 2 half-open/connecting) so that ``/ready``,
 ``/metrics`` and the heartbeat can show it.
@@ -16,6 +20,7 @@ from nats.errors import SlowConsumerError
 
 from rtsig import counters as C
 from rtsig.logs import RateLimiter
+from rtsig.natsauth import NatsAuth
 from rtsig.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,12 +61,12 @@ async def connect(settings: Settings, name: str, row, *,
             log.warning("NATS error: %s", exc, extra={"connection": name})
 
     delay = FIRST_DELAY_S
-    servers = [s.strip() for s in settings.nats_url.split(",")]
+    login = NatsAuth.from_settings(settings).nats_py_options()
     while not stopping():
         row[C.CIRCUIT_STATE] = CIRCUIT_HALF_OPEN
         try:
             nc = await nats.connect(
-                servers=servers, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
+                **login, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
                 reconnect_time_wait=0.25, connect_timeout=2, ping_interval=5, max_outstanding_pings=2,
                 disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
                 pending_size=pending_size)

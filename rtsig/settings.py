@@ -41,6 +41,13 @@ class Settings:
     nats_consumer_topic: str = "binance.websocket.data"
     nats_publisher_topic: str = "signals.trading"
     nats_consumer_group: str = "realtime-strategies-group"
+    nats_creds: Path | None = None
+    """A ``.creds`` file (user JWT + nkey seed) for NATS deployments with accounts."""
+    nats_nkey_seed: Path | None = None
+    """A file holding an nkey seed (``SU…``) for servers that list nkey users."""
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
     trading_symbols: tuple[str, ...] | None = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
     """Symbols to process; ``None`` means all (``TRADING_SYMBOLS=*``)."""
     strategy_enabled: Mapping[str, bool] = field(
@@ -102,6 +109,11 @@ class Settings:
             nats_publisher_topic=r.text("NATS_PUBLISHER_TOPIC", cls.nats_publisher_topic,
                                         _publisher_subject),
             nats_consumer_group=r.text("NATS_CONSUMER_GROUP", cls.nats_consumer_group, _subject),
+            nats_creds=_path(r.checked("NATS_CREDS", _creds_file)),
+            nats_nkey_seed=_path(r.checked("NATS_NKEY_SEED", _seed_file)),
+            nats_tls_ca=_path(r.checked("NATS_TLS_CA", _readable_file)),
+            nats_tls_cert=_path(r.checked("NATS_TLS_CERT", _readable_file)),
+            nats_tls_key=_path(r.checked("NATS_TLS_KEY", _readable_file)),
             trading_symbols=r.get("TRADING_SYMBOLS", "BTCUSDT,ETHUSDT,BNBUSDT", _symbols),
             strategy_enabled=_strategy_enabled(r),
             strategy_env_params=_strategy_env_params(env),
@@ -301,10 +313,41 @@ def _in_range(x: float, lo: float | None, hi: float | None, lo_open: bool, hi_op
     return True
 
 
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _readable_file(name: str, value: str) -> None:
+    try:
+        with open(value, "rb"):
+            pass
+    except OSError as exc:
+        raise SettingsError(name, value, f"a readable file ({exc.strerror})") from None
+
+
+def _seed_file(name: str, value: str) -> None:
+    from rtsig.natsauth import CredentialsError, read_seed
+
+    try:
+        read_seed(Path(value))
+    except CredentialsError as exc:
+        raise SettingsError(name, value, f"an nkey seed file: {exc}") from None
+
+
+def _creds_file(name: str, value: str) -> None:
+    from rtsig.natsauth import CredentialsError, read_creds
+
+    try:
+        read_creds(Path(value))
+    except CredentialsError as exc:
+        raise SettingsError(name, value, f"a NATS .creds file: {exc}") from None
+
+
 def _nats_url(name: str, value: str) -> str:
     for url in value.split(","):
-        if not re.match(r"^(nats|tls|ws|wss)://[^\s/]+(:\d+)?/?$", url.strip()):
-            raise SettingsError(name, value, "nats://host:port (comma-separated for a cluster)")
+        if not re.match(r"^(nats|tls)://[^\s/]+(:\d+)?/?$", url.strip()):
+            raise SettingsError(name, value, "nats://[user:password@|token@]host:port or tls://… "
+                                             "(comma-separated for a cluster)")
     return value
 
 

@@ -19,7 +19,7 @@ def warm_up(settings: Settings) -> None:
     import kernels
     from rtsig.decode import Decoder
     from rtsig.eventring import awake, consumed, pending, route_events, try_sleep
-    from rtsig.natsproto import scan_frames
+    from rtsig.natsframe import scan_frames
     from rtsig.params import ParameterTable
     from workers.evaluate import evaluate_events, new_candidate_buffers
 

@@ -1,4 +1,5 @@
-"""The ingest's NATS framing: jitted scan of MSG frames and control lines, split reads, a real server."""
+"""The ingest's NATS framing: jitted scan of MSG frames and control lines, split reads across
+reconnects, the byte limit, the URL's logins, and a restart of a real server."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rtsig.natsauth import Server, parse_urls
 from rtsig.natsbin import EmbeddedNats
-from rtsig.natsproto import (
-    CTL_ERR, CTL_INFO, CTL_NONE, CTL_OK, CTL_PING, CTL_PONG, CTL_UNKNOWN, FastSubscriber,
-    parse_servers, scan_frames,
+from rtsig.natsframe import (
+    CTL_ERR, CTL_INFO, CTL_NONE, CTL_OK, CTL_PING, CTL_PONG, CTL_UNKNOWN, scan_frames,
 )
+from rtsig.natsproto import FastSubscriber, _backoff, _Link
 
 
 def scan(data: bytes, max_msgs: int = 16):
@@ -61,42 +63,114 @@ def test_the_span_arrays_bound_one_scan():
     assert payloads == [b"0", b"1", b"2", b"3"] and pos == len(b"".join(msg(str(k).encode()) for k in range(4)))
 
 
-def test_server_urls_with_credentials():
-    assert parse_servers("nats://u:p@h1:4223, nats://tok@h2, nats://h3") == [
-        {"scheme": "nats", "host": "h1", "port": 4223, "user": "u", "pass": "p"},
-        {"scheme": "nats", "host": "h2", "port": 4222, "auth_token": "tok"},
-        {"scheme": "nats", "host": "h3", "port": 4222}]
+def test_server_urls_with_credentials_percent_decoded():
+    servers, user, password, token = parse_urls("nats://u%40x:p%40ss%3A1@h1:4223, tls://h2, nats://h3")
+    assert servers == (Server("h1", 4223), Server("h2", 4222, tls=True), Server("h3", 4222))
+    assert (user, password, token) == ("u@x", "p@ss:1", None)
+    assert parse_urls("nats://s3cr%2Ft@h")[1:] == (None, None, "s3cr/t")
+
+
+def test_back_off_starts_fast_and_is_bounded_with_jitter():
+    delays = [_backoff(k, 0.02, 0.25) for k in range(1, 12)]
+    assert delays[0] <= 0.025 and all(d <= 0.25 * 1.2 for d in delays)
+    assert delays[-1] >= 0.25 * 0.8  # reached the cap
+    auth = [_backoff(k, 0.5, 10.0) for k in range(1, 8)]
+    assert auth[0] >= 0.4 and auth[-1] >= 8.0
 
 
 def drain(sub: FastSubscriber, consume_every: int) -> list[bytes]:
     """Consume framed payloads the way the ingest does, sometimes leaving some framed."""
-    out = []
     n = sub.framed if consume_every <= 0 else min(sub.framed, consume_every)
-    for k in range(n):
-        out.append(bytes(sub.buffer.data[sub.starts[k]:sub.ends[k]]))
+    starts, ends, _ = sub.spans(n)
+    out = [bytes(sub.buffer[a:b]) for a, b in zip(starts, ends)]
     sub.consumed(n)
-    sub.frame(0)
     return out
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.binary(max_size=300), min_size=1, max_size=40), st.data(),
-       st.integers(0, 7), st.sampled_from([64, 256, 100_000]))
-def test_any_split_of_the_stream_yields_every_payload_once_in_order(payloads, data, consume_every, capacity):
-    stream = b"".join(msg(p) + (b"PING\r\n" if i % 7 == 3 else b"") for i, p in enumerate(payloads))
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+def _subscriber(capacity: int, limit_bytes: int = 1 << 30) -> FastSubscriber:
     sub = FastSubscriber("nats://127.0.0.1:1", "s", "q", "t", on_data=lambda: None,
-                         on_state=lambda _: None, batch=8)
-    sub.buffer.data = np.zeros(capacity, dtype=np.uint8)  # small buffers force compaction/growth
-    got = []
-    last = 0
-    for cut in cuts + [len(stream)]:
-        sub._received(stream[last:cut])
-        last = cut
-        got += drain(sub, consume_every)
-    while sub.framed:
+                         on_state=lambda _: None, batch=8, limit_bytes=limit_bytes)
+    sub.backlog.data = np.zeros(capacity, dtype=np.uint8)  # small buffers force compaction/growth
+    return sub
+
+
+def _new_link(sub: FastSubscriber) -> _Link:
+    link = _Link(sub, sub.pool[0])
+    link.active = True
+    sub.link = link
+    return link
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.binary(max_size=300), max_size=25), min_size=1, max_size=4), st.data(),
+       st.integers(0, 7), st.sampled_from([64, 256, 100_000]))
+def test_any_split_of_the_stream_across_reconnects_keeps_every_complete_frame(
+        connections, data, consume_every, capacity):
+    """Each connection delivers frames (a PING now and then), maybe cut off mid-frame at its end.
+
+    Every frame a connection delivered whole is consumed once, in order, whatever the reads'
+    boundaries and however far the consumer lags; a frame cut off is counted, never half-used.
+    """
+    async def scenario() -> None:
+        sub = _subscriber(capacity)
+        got, want, cut_messages = [], [], 0
+        for payloads in connections:
+            link = _new_link(sub)
+            stream = b"".join(msg(p) + (b"PING\r\n" if i % 7 == 3 else b"") for i, p in enumerate(payloads[:-1]))
+            stream += msg(payloads[-1]) if payloads else b""
+            cut_off = data.draw(st.booleans()) and payloads
+            if cut_off:  # the connection dies inside its last frame
+                last = msg(payloads[-1])
+                stream = stream[:len(stream) - len(last) + data.draw(st.integers(1, len(last) - 1))]
+                cut_messages += 1
+                want += payloads[:-1]
+            else:
+                want += payloads
+            cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+            last_cut = 0
+            for cut in cuts + [len(stream)]:
+                sub._received(link, stream[last_cut:cut])
+                last_cut = cut
+                got.extend(drain(sub, consume_every))
+            sub._link_lost(link, None)
+        while sub.framed:
+            got.extend(drain(sub, 0))
+        assert got == want
+        assert sub.truncated == cut_messages and sub.dropped_over_limit == 0
+
+    asyncio.run(scenario())
+
+
+def test_control_lines_are_answered_while_the_consumer_is_a_backlog_behind():
+    """The old client stopped reading PONGs when its span array was full and dropped the link."""
+    async def scenario() -> None:
+        sub = _subscriber(1 << 16)
+        link = _new_link(sub)
+        sent: list[bytes] = []
+        link.write = sent.append
+        link.pings_sent = 1
+        frames = b"".join(msg(b"x" * 50) for _ in range(10_000))  # far more than the 8 spans
+        sub._received(link, frames + b"PONG\r\nPING\r\n" + frames)
+        assert sub.framed == 20_000 and link.pongs == 1 and sent == [b"PONG\r\n"]
+        assert sub.connected.is_set()
+
+    asyncio.run(scenario())
+
+
+def test_messages_beyond_the_byte_limit_are_dropped_and_counted_and_the_rest_kept():
+    async def scenario() -> None:
+        sub = _subscriber(4096, limit_bytes=2000)
+        link = _new_link(sub)
+        one = msg(b"y" * 90)  # 120 bytes a frame
+        sub._received(link, one * 20)  # 2400 bytes: the limit is crossed by this read, all kept
+        sub._received(link, one * 5 + one[:30])  # over the limit: 5 dropped, the partial kept
+        assert sub.framed == 20 and sub.dropped_over_limit == 5
+        got = drain(sub, 0)
+        sub._received(link, one[30:] + one)  # under the limit again: both kept
         got += drain(sub, 0)
-    assert got == payloads
+        assert got == [b"y" * 90] * 22 and sub.backlog.pending_bytes == 0
+
+    asyncio.run(scenario())
 
 
 def test_subscribes_in_a_queue_group_and_survives_a_server_restart():
@@ -106,7 +180,7 @@ def test_subscribes_in_a_queue_group_and_survives_a_server_restart():
         expected = {"n": 500}
 
         def on_data() -> None:
-            while sub.framed:  # as the ingest does: frame and consume until nothing is left
+            while sub.framed:  # as the ingest does: consume until nothing is left
                 received.extend(drain(sub, 0))
             if len(received) >= expected["n"]:
                 arrived.set()

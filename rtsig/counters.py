@@ -64,6 +64,10 @@ CONFIDENCE_BOUNDS = (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 CONFIDENCE_WIDTH = len(CONFIDENCE_BOUNDS) + 3  # buckets, +Inf bucket, sum (micro-units), count
 CONFIDENCE_BASE = STRATEGY_LATENCY_BASE + len(REALTIME_IDS) * HISTOGRAM_WIDTH  # + number · width
 N_COUNTERS = 256
+INPUT_FRAMED = N_COUNTERS - 1
+"""Ingest: messages read off the NATS connection whole. Every one is handed off to the workers
+(``MESSAGES_HANDED_OFF``), dropped over the backlog limit (``INPUT_DROPPED_OVER_LIMIT``) or still
+in the backlog: nothing received leaves by another way."""
 
 # Counter rows: one per process.
 ROW_SUPERVISOR = 0  # also the offline runner's row
@@ -78,7 +82,7 @@ assert SIGNALS_BASE + 2 * len(REALTIME_IDS) <= EVALUATED_BASE
 assert EVALUATED_BASE + len(REALTIME_IDS) <= SIGNALS_BELOW_CONFIDENCE
 assert CONFIG_CHANGES_BASE + len(STRATEGIES) <= CONFIG_STORE_STATE
 assert MESSAGES_HANDED_OFF < PROCESSING_LATENCY
-assert CONFIDENCE_BASE + len(REALTIME_IDS) * CONFIDENCE_WIDTH <= N_COUNTERS
+assert CONFIDENCE_BASE + len(REALTIME_IDS) * CONFIDENCE_WIDTH <= INPUT_FRAMED
 
 _BOUNDS_NS = tuple(int(b * 1e9) for b in LATENCY_BOUNDS_S)
 """Bucket bounds in ns, for :func:`bisect.bisect_left` (a NumPy call per observation costs µs)."""

@@ -91,6 +91,7 @@ class Ingest:
         sub = self.sub
         self.row[C.ALIVE_NS] = time.time_ns()
         self.row[C.RECONNECTS] = sub.reconnects
+        self.row[C.INPUT_FRAMED] = sub.received
         self.row[C.INPUT_TRUNCATED] = sub.truncated
         self.row[C.INPUT_DROPPED_OVER_LIMIT] = sub.dropped_over_limit
 

@@ -11,7 +11,7 @@ with it), so control lines — PING, PONG, INFO, -ERR — are always seen at onc
 consumer is busy is never mistaken for a dead one, and a lost connection leaves every complete
 frame it delivered in the backlog. Only two things are ever dropped, and both are counted by the
 owner: a frame cut off by a lost connection (:meth:`Backlog.drop_partial`) and frames that arrive
-while the backlog holds more than its byte limit (:meth:`Backlog.discard_since`).
+while the backlog holds more than its byte limit (:meth:`Backlog.discard_last`).
 """
 
 from __future__ import annotations
@@ -177,21 +177,20 @@ class Backlog:
             self.head = self.scan_pos
         return bool(partial) and b"MSG".startswith(partial)  # only a MSG line starts with M
 
-    def discard_since(self, count: int, pos: int) -> int:
-        """Drop the frames after the first ``count`` (framed from byte ``pos`` on); how many.
+    def discard_last(self, n: int, pos: int) -> int:
+        """Drop the last ``n`` frames, all framed from byte ``pos`` on; returns ``n``.
 
         A frame still incomplete at the end moves down to ``pos``, so the bytes are freed too.
         """
-        dropped = self.count - count
         partial = self.tail - self.scan_pos
         if partial:
             self.data[pos:pos + partial] = self.data[self.scan_pos:self.tail].copy()
-        self.count = count
+        self.count -= n
         self.scan_pos, self.tail = pos, pos + partial
         if self.framed == 0:
             self.first = self.count = 0
             self.head = self.scan_pos
-        return dropped
+        return n
 
     def _make_span_room(self) -> None:
         live = self.count - self.first

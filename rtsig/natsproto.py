@@ -128,11 +128,15 @@ class FastSubscriber:
         self.connected = asyncio.Event()
         self.closing = False
         self.reconnects = 0
+        self.received = 0
+        """Messages read off the connection whole (kept or dropped over the limit)."""
         self.truncated = 0
         """Messages a lost connection cut off mid-frame (never received whole)."""
         self.dropped_over_limit = 0
         """Messages received while the backlog held more than its byte limit."""
         self.server_errors = 0
+        self.lame_duck_moves = 0
+        """Times a lame-duck server was left for another before it closed the connection."""
         self._link_down = asyncio.Event()
         self._lame_duck: dict[str, float] = {}
         self._migrating = False
@@ -361,6 +365,7 @@ class FastSubscriber:
                 self._link_down.set()
                 return
             self._activate(new)
+            self.lame_duck_moves += 1
             log.info("NATS %s is in lame-duck mode: moved to %s", old.server.address, new.server.address)
         finally:
             self._migrating = False
@@ -373,16 +378,19 @@ class FastSubscriber:
     # ----- data
     def _received(self, link: _Link, data: bytes) -> None:
         b = self.backlog
-        over, count, pos = b.over_limit, b.count, b.scan_pos
+        over, framed_before = b.over_limit, b.framed
         b.append(data)
+        pos = b.scan_pos  # after append: it may have compacted the buffer
         receipt_ns = time.time_ns()
         while True:
             ctl, line = b.frame(receipt_ns)
             if ctl == CTL_NONE:
                 break
             self._control(link, ctl, line)
-        if over and b.count > count:
-            self.dropped_over_limit += b.discard_since(count, pos)
+        new_frames = b.framed - framed_before
+        self.received += new_frames
+        if over and new_frames:
+            self.dropped_over_limit += b.discard_last(new_frames, pos)
             if self._log_limit.allow("over_limit"):
                 log.error("ingest backlog over %d MiB: dropping new messages (counted)",
                           b.limit_bytes >> 20)

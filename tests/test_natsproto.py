@@ -136,7 +136,8 @@ def test_any_split_of_the_stream_across_reconnects_keeps_every_complete_frame(
         while sub.framed:
             got.extend(drain(sub, 0))
         assert got == want
-        assert sub.truncated == cut_messages and sub.dropped_over_limit == 0
+        assert sub.received == len(want) and sub.truncated == cut_messages
+        assert sub.dropped_over_limit == 0
 
     asyncio.run(scenario())
 

@@ -300,3 +300,37 @@ def test_lame_duck_mode_moves_the_subscription_before_the_server_closes_it_and_l
                 await pub.close()
 
         asyncio.run(scenario())
+
+
+# ----------------------------------------------------------------------------- the whole service
+def test_the_service_over_tls_with_an_nkey_login_gives_the_offline_signals(tls_files, services, tmp_path):
+    """Ingest (own subscriber) and workers (nats-py) log in the same way from the same settings."""
+    from tests.live_helpers import (
+        SETTLE_S, SignalSink, feed, multiset_diff, offline_signals, publish_all, settle, write_lines,
+    )
+    from rtsig import counters as C
+
+    seed, public = _nkey_user()
+    seed_file = tmp_path / "user.nk"
+    seed_file.write_bytes(seed)
+    config = f'{_tls_config(tls_files)}\nauthorization {{ users: [ {{ nkey: "{public}" }} ] }}'
+    with EmbeddedNats(config=config) as server:
+        url = f"tls://127.0.0.1:{server.port}"
+        service = services(url, env={"NATS_TLS_CA": str(tls_files["ca"]), "NATS_NKEY_SEED": str(seed_file)})
+        messages = feed(60, 5)
+        expected, _ = offline_signals(write_lines(tmp_path / "feed.jsonl", messages), service.env)
+        assert expected, "the feed must trigger signals"
+
+        async def scenario() -> list[dict]:
+            auth = NatsAuth.build(url, nkey_seed_file=seed_file, tls_ca=tls_files["ca"])
+            nc = await nats.connect(**auth.nats_py_options())
+            sink = await SignalSink().subscribe(nc, service.out_subject)
+            await publish_all(nc, service.in_subject, messages, rate=5000)
+            await settle([service], len(messages))
+            await async_wait_until(lambda: len(sink.signals) >= service.workers_sum(C.PUBLISHED),
+                                   SETTLE_S, "every signal")
+            await nc.close()
+            return sink.signals
+
+        live = asyncio.run(scenario())
+        assert not multiset_diff(live, expected), multiset_diff(live, expected)

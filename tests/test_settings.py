@@ -163,6 +163,32 @@ EVERY_VARIABLE = {
 for _sid in REALTIME:
     EVERY_VARIABLE[f"STRATEGY_ENABLED_{_sid.upper()}"] = ("false", "strategy_enabled", None)
 
+
+def _nats_login_files() -> dict[str, Path]:
+    """A seed, a .creds and a PEM file for the NATS login variables (removed at exit)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import nkeys
+
+    root = Path(tempfile.mkdtemp(prefix="rtsig-settings-"))
+    atexit.register(shutil.rmtree, root, True)
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()
+    files = {"seed": root / "user.nk", "creds": root / "user.creds", "pem": root / "ca.pem"}
+    files["seed"].write_text(seed + "\n")
+    files["creds"].write_text(f"-----BEGIN NATS USER JWT-----\neyJhbGciOi.e30.sig\n------END NATS USER JWT------\n"
+                              f"-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n")
+    files["pem"].write_text("-----BEGIN CERTIFICATE-----\n")
+    return files
+
+
+NATS_FILES = _nats_login_files()
+for _var, _field, _file in (("NATS_CREDS", "nats_creds", "creds"), ("NATS_NKEY_SEED", "nats_nkey_seed", "seed"),
+                            ("NATS_TLS_CA", "nats_tls_ca", "pem"), ("NATS_TLS_CERT", "nats_tls_cert", "pem"),
+                            ("NATS_TLS_KEY", "nats_tls_key", "pem")):
+    EVERY_VARIABLE[_var] = (str(NATS_FILES[_file]), _field, NATS_FILES[_file])
+
 # one non-default valid value per strategy parameter (strategies.md), as an env string
 PARAM_VALUES = {
     "orderbook_skew": {"top_levels": ("7", 7), "buy_threshold": ("1.5", 1.5),
@@ -265,6 +291,12 @@ def test_symbols_upper_cased_deduplicated_in_order():
 # (variable, bad value, a word the "accepted" part must contain)
 BAD_VALUES = [
     ("NATS_URL", "http://localhost:4222", "nats://"),
+    ("NATS_URL", "ws://localhost:8080", "nats://"),
+    ("NATS_CREDS", "/nonexistent/user.creds", "creds"),
+    ("NATS_CREDS", str(NATS_FILES["seed"]), "USER NKEY SEED"),
+    ("NATS_NKEY_SEED", str(NATS_FILES["pem"]), "nkey seed"),
+    ("NATS_NKEY_SEED", "/nonexistent/user.nk", "nkey seed"),
+    ("NATS_TLS_CA", "/nonexistent/ca.pem", "readable file"),
     ("NATS_URL", "localhost:4222", "nats://"),
     ("NATS_CONSUMER_TOPIC", "binance websocket", "subject"),
     ("NATS_CONSUMER_TOPIC", "binance.*", "subject"),

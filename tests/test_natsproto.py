@@ -4,6 +4,7 @@ reconnects, the byte limit, the URL's logins, and a restart of a real server."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import nats
 import numpy as np
@@ -225,3 +226,37 @@ def test_subscribes_in_a_queue_group_and_survives_a_server_restart():
         asyncio.run(scenario(server))
     finally:
         server.stop()
+
+
+def test_after_a_long_outage_the_subscriber_is_back_as_soon_as_the_server_accepts():
+    """The old back-off grew to 5 s (+20 %): ~3 s of input lost after every outage over 6 s.
+    The figure (server accepting → subscription confirmed) is printed for docs/OPERATIONS.md."""
+    async def scenario(server: EmbeddedNats) -> list[float]:
+        sub = FastSubscriber(server.url, "fast.in", "grp", "test", on_data=lambda: None,
+                             on_state=lambda _: None, batch=64)
+        sub.start()
+        await asyncio.wait_for(sub.connected.wait(), 10)
+        figures = []
+        for outage_s in (1.0, 8.0):
+            server.stop()
+            await asyncio.wait_for(_until(lambda: not sub.connected.is_set()), 10)
+            await asyncio.sleep(outage_s)  # the outage itself, not a synchronisation
+            server.start()  # returns once the port accepts
+            accepting = time.monotonic()
+            await asyncio.wait_for(sub.connected.wait(), 10)
+            figures.append(time.monotonic() - accepting)
+        await sub.close()
+        return figures
+
+    server = EmbeddedNats().start()
+    try:
+        short, long = asyncio.run(scenario(server))
+    finally:
+        server.stop()
+    print(f"\nsubscribed again after the server accepts: {short * 1000:.0f} ms (1 s outage), "
+          f"{long * 1000:.0f} ms (8 s outage)")
+
+
+async def _until(predicate) -> None:
+    while not predicate():
+        await asyncio.sleep(0.005)

@@ -47,6 +47,8 @@ CONFIG_MIRROR_ERRORS = 90  # changes the fallback store could not copy
 MESSAGES_HANDED_OFF = 91  # messages the ingest is done with: decoded, stored, events in the rings
 INPUT_TRUNCATED = 92  # a message cut off mid-frame by a lost connection (never fully received)
 INPUT_DROPPED_OVER_LIMIT = 93  # messages received while the ingest's backlog was over its byte limit
+INGEST_RESTARTS = 94  # supervisor row, gauge: ingest (re)starts in the minute up to its latest one
+INGEST_STARTED_NS = 95  # supervisor row, gauge: wall clock just before the ingest's latest start
 CONFIG_STATES = ("primary", "fallback", "last_known", "defaults")
 """CONFIG_STORE_STATE values: the primary answered; the fallback did; neither did and the last
 values read are used; no store has ever answered (environment and defaults only)."""
@@ -114,6 +116,31 @@ def histogram(total: np.ndarray, block: int, bounds: tuple[float, ...] = LATENCY
     n = len(bounds) + 1
     cumulative = np.cumsum(total[block:block + n]).tolist()
     return cumulative, float(total[block + n]) / sum_scale, int(total[block + n + 1])
+
+
+HEARTBEAT_STALE_NS = 2_000_000_000
+"""A process whose ``ALIVE_NS`` is older than this is stopped, hung or gone: the ingest stamps it
+every 0.1 s, a worker every 0.2 s, so a loop that has not turned for 2 s does not turn."""
+RESTART_WINDOW_NS = 60_000_000_000
+"""``INGEST_RESTARTS`` counts the ingest's restarts within this time (the last minute)."""
+CRASH_LOOP_HOLD_NS = 3_000_000_000
+"""An ingest restarted more than once in the last minute is not ready until this long after its
+latest start: it must survive a moment before it counts (readiness, docs/OPERATIONS.md)."""
+
+
+def heartbeat_age_ns(row: np.ndarray, now_ns: int, since_ns: int = 0) -> int | None:
+    """Age of a process row's heartbeat; None if it has not stamped one since ``since_ns`` (its
+    latest start, when the supervisor recorded it: an older stamp is a previous incarnation's)."""
+    alive_ns = int(row[ALIVE_NS])
+    if alive_ns <= 0 or alive_ns < since_ns:
+        return None
+    return max(0, now_ns - alive_ns)
+
+
+def heartbeat_fresh(row: np.ndarray, now_ns: int, since_ns: int = 0) -> bool:
+    """The process turned its loop within ``HEARTBEAT_STALE_NS`` (and since ``since_ns``)."""
+    age = heartbeat_age_ns(row, now_ns, since_ns)
+    return age is not None and age <= HEARTBEAT_STALE_NS
 
 
 def quantile(total: np.ndarray, block: int, q: float) -> float | None:

@@ -53,7 +53,9 @@ class Heartbeat:
             "overruns": int(total[C.OVERRUNS]),
             "event_ring_full": int(total[C.EVENT_RING_FULL]),
             "consumer_lag_ms": round(float(workers[:, C.CONSUMER_LAG_NS].max()) / 1e6, 3) if len(workers) else 0.0,
-            "nats_connected": bool(rows[C.ROW_INGEST][C.NATS_CONNECTED]),
+            # the ingest's own word counts only while its loop turns (not stopped, hung or gone)
+            "nats_connected": bool(rows[C.ROW_INGEST][C.NATS_CONNECTED]) and C.heartbeat_fresh(
+                rows[C.ROW_INGEST], time.time_ns(), int(rows[C.ROW_SUPERVISOR][C.INGEST_STARTED_NS])),
             "latency_ms": {f"p{int(q * 100)}": _ms(C.quantile(total, C.PROCESSING_LATENCY, q))
                            for q in (0.5, 0.95, 0.99)},
         }

@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import time
+from collections import deque
 from multiprocessing.connection import wait
 from typing import Callable
 
@@ -90,13 +91,18 @@ class Child:
     the web server, which does not, is forked from the supervisor directly.
     """
 
-    def __init__(self, name: str, target: Callable, args: tuple, warmed: bool) -> None:
+    def __init__(self, name: str, target: Callable, args: tuple, warmed: bool,
+                 row: int | None = None) -> None:
         self.name = name
         self.target = target
         self.args = args
         self.warmed = warmed
+        self.row = row
+        """Its counter row (the ingest and the workers; the web server has none)."""
         self.process: multiprocessing.process.BaseProcess | AdoptedProcess | None = None
         self.restarts = 0
+        self.restarted_ns: deque[int] = deque()
+        """Wall clock of its restarts within the last ``C.RESTART_WINDOW_NS``."""
         self.started_at = 0.0
         self.delay_s = RESTART_DELAY_S
 
@@ -137,6 +143,7 @@ class Supervisor:
         self.stop_requested = False
         self.ctx = multiprocessing.get_context("fork")
         self.pid = os.getpid()
+        self.store: Store | None = None
 
     def _request_stop(self, signum, frame) -> None:
         if os.getpid() != self.pid:
@@ -168,11 +175,14 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._request_stop)
         become_subreaper()
         wakers = new_wakers(self.settings.workers)
-        ingest = Child("ingest", _ingest, (self.settings, store, wakers), warmed=True)
-        workers = [Child(f"worker-{i}", _worker, (self.settings, store, i, wakers[i]), warmed=True)
+        self.store = store
+        ingest = Child("ingest", _ingest, (self.settings, store, wakers), warmed=True, row=C.ROW_INGEST)
+        workers = [Child(f"worker-{i}", _worker, (self.settings, store, i, wakers[i]), warmed=True,
+                         row=C.ROW_WORKER0 + i)
                    for i in range(self.settings.workers)]
         web = Child("web", _web, (self.settings,), warmed=False) if self.web else None
         children = [ingest, *workers] + ([web] if web else [])
+        store.counters[C.ROW_SUPERVISOR][C.INGEST_STARTED_NS] = time.time_ns()
         # one zygote for the first start; it registers the configured symbols before forking
         adopted = start_warmed(self.ctx, self.settings, [c.job for c in (ingest, *workers)], store)
         for child, process in zip((ingest, *workers), adopted):
@@ -199,6 +209,9 @@ class Supervisor:
                 log.error("%s (pid %s) exited with %s; restarting", child.name, child.process.pid,
                           child.process.exitcode)
                 child.restarts += 1
+                if child.row is not None:  # its last word on NATS is no longer true
+                    row = store.counters[child.row]
+                    row[C.NATS_CONNECTED] = row[C.SUBSCRIBED] = 0
                 self._restart(child)
             for child in children:
                 if child.process is None and not self.stop_requested:  # its last start failed
@@ -220,11 +233,26 @@ class Supervisor:
         if self.stop_requested:
             child.process = None
             return
+        if child.row == C.ROW_INGEST:
+            self._note_ingest_start(child)
         try:
             child.start(self.ctx, self.settings)
         except RtsigError as exc:  # the zygote failed: the loop tries again after a longer pause
             log.error("%s", exc)
             child.process = None
+
+    def _note_ingest_start(self, child: Child) -> None:
+        """Record a restart of the ingest in the supervisor's row for ``/ready``: how many the
+        last minute saw, and the wall clock just before this start (a heartbeat older than that
+        is the previous incarnation's). An ingest restarted more than once in a minute is not
+        ready until it has run a moment (docs/OPERATIONS.md, Readiness)."""
+        now_ns = time.time_ns()
+        child.restarted_ns.append(now_ns)
+        while now_ns - child.restarted_ns[0] > C.RESTART_WINDOW_NS:
+            child.restarted_ns.popleft()
+        row = self.store.counters[C.ROW_SUPERVISOR]
+        row[C.INGEST_RESTARTS] = len(child.restarted_ns)
+        row[C.INGEST_STARTED_NS] = now_ns
 
     def _shutdown(self, store: Store, ingest: Child, workers: list[Child], wakers: list[int],
                   web: Child | None = None) -> int:

@@ -1053,6 +1053,8 @@ def _mark_ready(app: WebApp) -> None:
     rows = app.store.counters
     rows[C.ROW_INGEST][C.NATS_CONNECTED] = 1
     rows[C.ROW_INGEST][C.SUBSCRIBED] = 1
+    rows[C.ROW_INGEST][C.PROCESS_PID] = os.getpid()
+    rows[C.ROW_INGEST][C.ALIVE_NS] = time.time_ns()
     for k in range(app.store.layout.n_workers):
         rows[C.ROW_WORKER0 + k][C.PROCESS_PID] = os.getpid()
         rows[C.ROW_WORKER0 + k][C.ALIVE_NS] = time.time_ns()
@@ -1065,7 +1067,7 @@ def test_ready_is_503_naming_each_failing_check(make_app) -> None:
     assert resp.status_code == 503
     body = resp.json
     assert body["status"] == "not_ready" and body["failing"] == ["nats", "workers"]
-    assert body["checks"]["nats"]["ok"] is False and "not connected" in body["checks"]["nats"]["detail"]
+    assert body["checks"]["nats"]["ok"] is False and body["checks"]["nats"]["detail"] == "ingest not started"
     assert body["checks"]["workers"]["ok"] is False and "0 of 2" in body["checks"]["workers"]["detail"]
     assert body["checks"]["config_store"] == {"ok": True, "degraded": False, "detail": "sqlite: primary"}
 
@@ -1176,8 +1178,8 @@ def test_metrics_follow_the_counters_of_every_process_row(make_app) -> None:
     w1[C.CONSUMER_LAG_NS] = 1_500_000_000
     ingest[C.NATS_CONNECTED] = w0[C.NATS_CONNECTED] = w1[C.NATS_CONNECTED] = 1
     ingest[C.CIRCUIT_STATE], w0[C.CIRCUIT_STATE], w1[C.CIRCUIT_STATE] = 1, 0, 2
-    w0[C.PROCESS_PID] = w1[C.PROCESS_PID] = os.getpid()
-    w0[C.ALIVE_NS] = time.time_ns()
+    ingest[C.PROCESS_PID] = w0[C.PROCESS_PID] = w1[C.PROCESS_PID] = os.getpid()
+    ingest[C.ALIVE_NS] = w0[C.ALIVE_NS] = time.time_ns()
     w1[C.ALIVE_NS] = time.time_ns() - 60 * 10**9  # its loop stopped turning
 
     _, s = scrape(app)
@@ -1198,7 +1200,7 @@ def test_metrics_follow_the_counters_of_every_process_row(make_app) -> None:
     assert s[(f"{p}strategy_latency_seconds_bucket", (("le", "0.0001"), ("strategy", "trade_momentum")))] == 1
     assert s[(f"{p}strategy_latency_seconds_count", (("strategy", "orderbook_skew"),))] == 0
     assert s[(f"{p}consumer_lag_seconds", ())] == pytest.approx(1.5)
-    assert s[(f"{p}nats_connected", ())] == 1
+    assert s[(f"{p}nats_connected", ())] == 0  # worker 1 is not running its loop
     assert s[(f"{p}circuit_breaker_state", (("name", "nats_ingest"),))] == 1
     assert s[(f"{p}circuit_breaker_state", (("name", "nats_worker_1"),))] == 2
     assert s[(f"{p}workers_alive", ())] == 1
@@ -1206,6 +1208,9 @@ def test_metrics_follow_the_counters_of_every_process_row(make_app) -> None:
     assert s[(f"{p}config_changes_total", (("strategy", MOMENTUM),))] == 1
     assert s[(f"{p}config_changes_total", (("strategy", "ticker_velocity"),))] == 0
 
+    w1[C.ALIVE_NS] = time.time_ns()  # its loop turns again
+    _, s = scrape(app)
+    assert s[(f"{p}nats_connected", ())] == 1 and s[(f"{p}workers_alive", ())] == 2
     w1[C.NATS_CONNECTED] = 0  # one worker lost NATS
     _, s = scrape(app)
     assert s[(f"{p}nats_connected", ())] == 0

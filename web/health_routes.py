@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rtsig import counters as C
 from web.deps import WebDeps
-from web.prometheus import registry_for, workers_alive
+from web.prometheus import ingest_crash_looping, ingest_not_running, not_running, registry_for
 from web.spec import Call, Reply, Route
 
 
@@ -26,17 +26,23 @@ def checks(deps: WebDeps) -> dict[str, dict]:
         out["store"] = {"ok": False, "detail": "no shared-memory store attached"}
     else:
         rows = np.array(deps.store.counters)
+        now_ns = time.time_ns()  # heartbeats are wall-clock stamps of other processes
         ingest = rows[C.ROW_INGEST]
+        # the ingest's gauges count only while it turns its loop (and not during a crash loop)
+        down = ingest_not_running(rows, now_ns) or ingest_crash_looping(rows, now_ns)
         connected, subscribed = int(ingest[C.NATS_CONNECTED]), int(ingest[C.SUBSCRIBED])
-        out["nats"] = {"ok": connected == 1 and subscribed == 1,
-                       "detail": ("connected and subscribed" if connected and subscribed else
+        out["nats"] = {"ok": down is None and connected == 1 and subscribed == 1,
+                       "detail": (down if down else
+                                  "connected and subscribed" if connected and subscribed else
                                   "ingest not connected to NATS" if not connected else
                                   "connected but not subscribed")}
         n = int(deps.store.layout.n_workers)
-        alive = workers_alive(rows, n, time.time_ns())
-        out["workers"] = {"ok": all(alive),
-                          "detail": f"{sum(alive)} of {n} alive" + (
-                              "" if all(alive) else f"; not alive: {[k for k, a in enumerate(alive) if not a]}")}
+        why = {k: not_running(rows[C.ROW_WORKER0 + k], now_ns) for k in range(n)}
+        failed = {k: w for k, w in why.items() if w is not None}
+        detail = f"{n - len(failed)} of {n} alive"
+        if failed:
+            detail += f"; not alive: {list(failed)} ({'; '.join(f'worker {k}: {w}' for k, w in failed.items())})"
+        out["workers"] = {"ok": not failed, "detail": detail}
     health = deps.config.health()
     degraded = health["state"] != "primary"
     detail = f"{health['store']}: {health['state']}"
@@ -63,7 +69,8 @@ ROUTES = (
     Route("GET", "/healthz", "healthz", "Liveness: 200 while the web process runs", "health",
           healthz, None, extra={"schema": "Health"}),
     Route("GET", "/ready", "ready",
-          "Readiness: NATS connected and subscribed, every worker alive, config store state",
+          "Readiness: the ingest running its loop, connected and subscribed to NATS; every worker"
+          " running its loop; config store state",
           "health", ready, None, success=(200, 503), extra={"schema": "Ready"}),
     Route("GET", "/metrics", "metrics", "Prometheus metrics of every process of the host", "health",
           metrics, None, content_type=CONTENT_TYPE_LATEST),

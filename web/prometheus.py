@@ -20,14 +20,47 @@ from rtsig.registry import REALTIME_IDS, STRATEGIES
 from rtsig.store import Store, owner_alive
 
 PREFIX = "realtime_strategies_"
-ALIVE_WITHIN_NS = 3_000_000_000
-"""A worker counts as alive when its pid exists and its loop turned within this time."""
+
+
+def not_running(row: np.ndarray, now_ns: int, since_ns: int = 0) -> str | None:
+    """Why the process of a counter row is not running its loop (None: it is).
+
+    Its gauges are believed only while it is: its pid exists and it stamped ``ALIVE_NS`` within
+    ``C.HEARTBEAT_STALE_NS`` (and since ``since_ns``, its latest start, when known). A stopped
+    (SIGSTOP), hung or dead process keeps its last gauges in shared memory; they mean nothing.
+    """
+    pid = int(row[C.PROCESS_PID])
+    if pid <= 0:
+        return "not started"
+    if not owner_alive(pid, 0):
+        return f"pid {pid} is gone"
+    age = C.heartbeat_age_ns(row, now_ns, since_ns)
+    if age is None:
+        return f"pid {pid} has not turned its loop since its start"
+    if age > C.HEARTBEAT_STALE_NS:
+        return f"pid {pid} has not turned its loop for {age / 1e9:.1f} s"
+    return None
+
+
+def ingest_not_running(rows: np.ndarray, now_ns: int) -> str | None:
+    """:func:`not_running` of the ingest, counting only heartbeats since its latest start."""
+    why = not_running(rows[C.ROW_INGEST], now_ns, int(rows[C.ROW_SUPERVISOR][C.INGEST_STARTED_NS]))
+    return None if why is None else f"ingest {why}"
+
+
+def ingest_crash_looping(rows: np.ndarray, now_ns: int) -> str | None:
+    """Why the ingest counts as crash-looping (None: it does not): restarted more than once in
+    the last minute and the latest start less than ``C.CRASH_LOOP_HOLD_NS`` ago."""
+    supervisor = rows[C.ROW_SUPERVISOR]
+    restarts, started = int(supervisor[C.INGEST_RESTARTS]), int(supervisor[C.INGEST_STARTED_NS])
+    if restarts > 1 and now_ns - started < C.CRASH_LOOP_HOLD_NS:
+        return (f"ingest restarted {restarts} times in the last minute, the latest "
+                f"{max(0, now_ns - started) / 1e9:.1f} s ago")
+    return None
 
 
 def workers_alive(rows: np.ndarray, n_workers: int, now_ns: int) -> list[bool]:
-    return [owner_alive(int(rows[C.ROW_WORKER0 + k][C.PROCESS_PID]), 0)
-            and now_ns - int(rows[C.ROW_WORKER0 + k][C.ALIVE_NS]) < ALIVE_WITHIN_NS
-            for k in range(n_workers)]
+    return [not_running(rows[C.ROW_WORKER0 + k], now_ns) is None for k in range(n_workers)]
 
 
 class CountersCollector:
@@ -116,17 +149,21 @@ class CountersCollector:
         lag = max((int(r[C.CONSUMER_LAG_NS]) for r in worker_rows), default=0)
         yield gauge("consumer_lag_seconds", "Receipt to judged, newest event, worst worker.", lag / 1e9)
         ingest = rows[C.ROW_INGEST]
-        connected = [int(ingest[C.NATS_CONNECTED])] + [int(r[C.NATS_CONNECTED]) for r in worker_rows]
-        yield gauge("nats_connected", "1 when the ingest and every worker are connected to NATS.",
+        ingest_running = ingest_not_running(rows, now_ns) is None
+        alive = workers_alive(rows, n_workers, now_ns)
+        # a process that is not running its loop is not connected, whatever its row last said
+        connected = ([int(ingest[C.NATS_CONNECTED]) if ingest_running else 0]
+                     + [int(r[C.NATS_CONNECTED]) if a else 0 for r, a in zip(worker_rows, alive)])
+        yield gauge("nats_connected",
+                    "1 when the ingest and every worker run their loops and are connected to NATS.",
                     float(min(connected)))
-        yield gauge("nats_subscribed", "1 when the ingest is subscribed to the input subject.",
-                    float(ingest[C.SUBSCRIBED]))
+        yield gauge("nats_subscribed", "1 when the ingest runs its loop and is subscribed to the input subject.",
+                    float(ingest[C.SUBSCRIBED]) if ingest_running else 0.0)
         yield gauge("circuit_breaker_state",
                     "NATS connection circuit per process: 0 closed, 1 open, 2 half-open.",
                     labels=["name"],
                     samples=[(["nats_ingest"], float(ingest[C.CIRCUIT_STATE]))]
                     + [([f"nats_worker_{k}"], float(r[C.CIRCUIT_STATE])) for k, r in enumerate(worker_rows)])
-        alive = workers_alive(rows, n_workers, now_ns)
         yield gauge("workers_alive", "Worker processes alive.", float(sum(alive)))
         yield gauge("workers_configured", "Worker processes configured (RTSIG_WORKERS).", float(n_workers))
         yield gauge("signals_held", "Signals held while NATS is down.",

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from rtsig import codes
 from rtsig import counters as C
 from rtsig.registry import REALTIME_IDS
 
@@ -41,7 +42,9 @@ class Heartbeat:
         stats = {
             "messages_processed": messages,
             "signals_generated": signals,
-            "consumer_errors": int(sum(total[C.ERROR_BASE + k] for k in range(1, 17))),
+            "consumer_errors": int(sum(total[C.ERROR_BASE + k] for k in codes.ERROR_NAMES)),
+            "input_dropped": {"cut_off_by_disconnect": int(total[C.INPUT_TRUNCATED]),
+                              "backlog_limit": int(total[C.INPUT_DROPPED_OVER_LIMIT])},
             "publisher_errors": int(total[C.PUBLISH_ERRORS]),
             "publish_dropped": int(total[C.PUBLISH_DROPPED]),
             "messages_per_second": round((messages - self._last_messages) / elapsed, 1),

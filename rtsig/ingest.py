@@ -87,15 +87,21 @@ class Ingest:
         return 0
 
     def _stamp(self) -> None:
-        """The heartbeat and the subscriber's loss and reconnect counts, into the counter row."""
-        sub = self.sub
+        """The heartbeat, and the subscriber's counts, into the counter row."""
         self.row[C.ALIVE_NS] = time.time_ns()
+        self._count_input()
+
+    def _count_input(self) -> None:
+        """Messages read, dropped and reconnects: before any of them is handed off, so that
+        ``INPUT_FRAMED >= MESSAGES_HANDED_OFF + INPUT_DROPPED_OVER_LIMIT`` whenever it is read."""
+        sub = self.sub
         self.row[C.RECONNECTS] = sub.reconnects
         self.row[C.INPUT_FRAMED] = sub.received
         self.row[C.INPUT_TRUNCATED] = sub.truncated
         self.row[C.INPUT_DROPPED_OVER_LIMIT] = sub.dropped_over_limit
 
     def _state(self, connected: bool) -> None:
+        self._count_input()
         self.row[C.NATS_CONNECTED] = int(connected)
         self.row[C.SUBSCRIBED] = int(connected)
         self.row[C.CIRCUIT_STATE] = CIRCUIT_CLOSED if connected else CIRCUIT_OPEN
@@ -104,6 +110,7 @@ class Ingest:
         """Decode and route every framed message; on backpressure, retry shortly."""
         self.flush_scheduled = False
         sub = self.sub
+        self._count_input()
         s = self.store
         cursors = s.event_cursors
         while sub.framed:

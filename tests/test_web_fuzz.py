@@ -48,6 +48,7 @@ def seed(app: WebApp) -> WebApp:
         app.sample(now - 9 + k)
     rows = app.store.counters
     rows[C.ROW_INGEST][C.NATS_CONNECTED] = rows[C.ROW_INGEST][C.SUBSCRIBED] = 1
+    rows[C.ROW_INGEST][C.PROCESS_PID] = os.getpid()
     rows[C.ROW_WORKER0][C.PROCESS_PID] = os.getpid()
     worker_turned(app)
     return app
@@ -55,7 +56,7 @@ def seed(app: WebApp) -> WebApp:
 
 def worker_turned(app: WebApp) -> None:
     """What a running worker does on every loop turn: stamp its alive time (keeps /ready at 200)."""
-    app.store.counters[C.ROW_WORKER0][C.ALIVE_NS] = time.time_ns()
+    app.store.counters[C.ROW_INGEST][C.ALIVE_NS] = app.store.counters[C.ROW_WORKER0][C.ALIVE_NS] = time.time_ns()
 
 
 # The schema must exist when pytest collects this module, so the fuzzed app is built at import;

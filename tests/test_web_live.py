@@ -132,6 +132,10 @@ def test_metrics_carry_the_ingest_and_every_worker_and_move_under_load(nats_serv
     after = metrics(service)
     assert total(after, "realtime_strategies_messages_received_total") - \
         total(before, "realtime_strategies_messages_received_total") == len(messages)
+    assert total(after, "realtime_strategies_input_messages_total") - \
+        total(before, "realtime_strategies_input_messages_total") == len(messages)
+    assert total(after, "realtime_strategies_input_dropped_total") == 0
+    assert after[("realtime_strategies_input_backlog_messages", ())] == 0
     processed = total(after, "realtime_strategies_messages_processed_total")
     assert processed == service.ingest(C.MESSAGES_RECEIVED) - service.ingest(C.FILTERED) > 0
     generated = total(after, "realtime_strategies_signals_generated_total")

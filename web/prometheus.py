@@ -85,7 +85,12 @@ class CountersCollector:
                     family.add_metric(label_values, v)
             return family
 
-        yield counter("messages_received", "Messages received from NATS.",
+        yield counter("input_messages", "Messages the ingest read whole off its NATS connection.",
+                      value=int(total[C.INPUT_FRAMED]))
+        yield counter("input_dropped", "Messages lost by the ingest before decoding, by reason.",
+                      ["reason"], [(["cut_off_by_disconnect"], int(total[C.INPUT_TRUNCATED])),
+                                   (["backlog_limit"], int(total[C.INPUT_DROPPED_OVER_LIMIT]))])
+        yield counter("messages_received", "Messages decoded by the ingest.",
                       value=int(total[C.MESSAGES_RECEIVED]))
         yield counter("messages_processed", "Messages decoded and stored, by type.", ["type"],
                       [([name], int(total[C.KIND_BASE + k])) for k, name in codes.KIND_NAMES.items()])
@@ -148,6 +153,10 @@ class CountersCollector:
 
         lag = max((int(r[C.CONSUMER_LAG_NS]) for r in worker_rows), default=0)
         yield gauge("consumer_lag_seconds", "Receipt to judged, newest event, worst worker.", lag / 1e9)
+        backlog = int(total[C.INPUT_FRAMED]) - int(total[C.MESSAGES_HANDED_OFF]) \
+            - int(total[C.INPUT_DROPPED_OVER_LIMIT])
+        yield gauge("input_backlog_messages", "Messages read by the ingest, not yet handed to the workers.",
+                    max(0, backlog))
         ingest = rows[C.ROW_INGEST]
         ingest_running = ingest_not_running(rows, now_ns) is None
         alive = workers_alive(rows, n_workers, now_ns)

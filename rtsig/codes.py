@@ -56,6 +56,12 @@ ERR_UNSORTED_BOOK = 13
 ERR_OVERSIZED = 14
 ERR_SYMBOL_MISMATCH = 15
 ERR_SYMBOL_TABLE_FULL = 16
+ERR_BOOK_PRICE_MISMATCH = 17
+"""A book whose mid is far from its symbol's own trade/ticker price: another symbol's book."""
+ERR_DIFF_AS_SNAPSHOT = 18
+"""A diff-depth update routed as a snapshot (a zero-quantity level, or a spot ``depthUpdate``)."""
+ERR_BAD_TIME = 19
+"""An event time further ahead of the receipt time than RTSIG_MAX_CLOCK_SKEW_SECONDS."""
 ERROR_NAMES = {
     ERR_NOT_JSON: "not_json",
     ERR_NOT_OBJECT: "not_object",
@@ -73,8 +79,11 @@ ERROR_NAMES = {
     ERR_OVERSIZED: "oversized",
     ERR_SYMBOL_MISMATCH: "symbol_mismatch",
     ERR_SYMBOL_TABLE_FULL: "symbol_table_full",
+    ERR_BOOK_PRICE_MISMATCH: "book_price_mismatch",
+    ERR_DIFF_AS_SNAPSHOT: "diff_as_snapshot",
+    ERR_BAD_TIME: "bad_time",
 }
-N_ERRORS = 17
+N_ERRORS = 20
 
 # Per-message outcome of the decoder: 0 stored, >0 an ERR_ code, <0 minus an IGN_ code,
 # STATUS_FILTERED for a symbol outside TRADING_SYMBOLS.

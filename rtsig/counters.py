@@ -22,6 +22,8 @@ SIGNALS_BASE = 48  # + 2·strategy number + (0 buy, 1 sell)
 SIGNALS_BELOW_CONFIDENCE = 60
 SIGNALS_COOLDOWN = 61
 OVERRUNS = 62
+SYMBOLS_EVICTED = 63  # ingest: idle symbols whose id was given to a new one (TRADING_SYMBOLS=*)
+SIGNALS_OTHER_MARKET = 64  # candidates from a market SIGNAL_MARKETS leaves out (futures by default)
 EVALUATED_BASE = 56  # + strategy number: events judged (not overrun)
 N_STRATEGY_COUNTERS = len(REALTIME_IDS)
 PUBLISHED = 65

@@ -21,7 +21,7 @@ from rtsig.registry import REALTIME_IDS
 from rtsig.settings import SYMBOL_BYTES, Settings
 
 MAGIC = 0x5254_5349_4753_4D31  # "RTSIGSM1"
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 ALIGN = 64
 DEPTH_LEVELS = 20
 """Levels per side kept for each order-book snapshot (Binance partial depth sends at most 20)."""
@@ -38,7 +38,8 @@ PRESSURE, IMBALANCE = 0, 1
 BID, ASK = 0, 1
 PRICE, QTY = 0, 1
 
-# Market kinds, stored per symbol (the venue a symbol's data came from).
+# Market kinds: a symbol's entry is (name, venue), so spot and USD-M futures data of one name
+# have separate books, trades, tickers and cool-downs (interfaces.md §2a).
 VENUE_UNKNOWN, VENUE_SPOT, VENUE_FUTURES = 0, 1, 2
 
 HEADER_DTYPE = np.dtype([
@@ -59,13 +60,20 @@ HEADER_DTYPE = np.dtype([
     ("symbol_count", "i4"),  # written by the ingest only, after the symbol's row is complete
     ("config_epoch", "i8"),  # bumped by whoever changes strategy configuration
     ("shutdown", "i8"),  # set by the supervisor: stop taking messages
+    # the decoder's plausibility bounds (interfaces.md §2a), from the settings of the creator
+    ("max_clock_skew_ms", "i8"),
+    ("reference_max_age_ms", "i8"),
+    ("book_price_tolerance", "f8"),  # a fraction (RTSIG_BOOK_PRICE_TOLERANCE_PERCENT / 100)
+    ("symbol_idle_ns", "i8"),
+    ("symbol_evictions", "i8"),  # bumped by the ingest each time a symbol id is given to a new symbol
 ], align=True)
 
 SYMBOL_DTYPE = np.dtype([
     ("name_hash", "u8"),
     ("name_len", "i4"),  # the name's bytes are in the ``symbol_names`` region
     ("worker", "i4"),
-    ("venue", "i4"),
+    ("venue", "i4"),  # VENUE_SPOT or VENUE_FUTURES: part of the key, spot and futures never mix
+    ("generation", "i4"),  # +1 each time this id is given to another symbol (eviction)
 ], align=True)
 
 BOOK_META_DTYPE = np.dtype([

@@ -86,6 +86,12 @@ class ParameterTable:
             self._symbols.append(names[sid])
             self._fill(sid)
 
+    def rename(self, sid: int, name: str) -> None:
+        """Symbol id ``sid`` now names ``name`` (an idle symbol was evicted): re-resolve its rows,
+        so another symbol's overrides never apply to it."""
+        self._symbols[sid] = name
+        self._fill(sid)
+
     def reload(self) -> None:
         """Re-resolve every row (after a configuration change)."""
         for sid in range(len(self._symbols)):

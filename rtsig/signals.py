@@ -1,6 +1,6 @@
 """The signal builder: kernel candidates → the signal objects of interfaces.md §3.
 
-Applies, in order, the global confidence floor (``MIN_CONFIDENCE``) and the strategy's event-time
+Applies, in order, the market filter (``SIGNAL_MARKETS``), the global confidence floor (``MIN_CONFIDENCE``) and the strategy's event-time
 cool-down (``min_signal_interval``; a suppressed candidate does not restart it), then fills every
 field of the contract and serialises it with orjson. Candidates are rare next to messages, so
 this runs in Python — but signals come in bursts (one socket read can trigger dozens), and every
@@ -92,8 +92,12 @@ class SignalBuilder:
         self._subjects: dict[tuple[str, str], str] = {}
 
     def build(self, number: int, sid: int, action: int, row: np.ndarray, event_time_ms: int,
-              message_id: str | None) -> dict | None:
-        """The signal for one candidate, or None when the floor or the cool-down holds it back."""
+              message_id: str | None, market: str = "spot") -> dict | None:
+        """The signal for one candidate, or None when its market is not in ``SIGNAL_MARKETS``,
+        or the floor or the cool-down holds it back. ``market`` is the data's (``spot``/``usdm``)."""
+        if market not in self.settings.signal_markets:
+            self.counters[C.SIGNALS_OTHER_MARKET] += 1
+            return None
         values = row.tolist()  # Python floats: no NumPy scalar per field
         confidence = values[OUT_CONFIDENCE]
         if confidence < self.settings.min_confidence:
@@ -124,6 +128,7 @@ class SignalBuilder:
         if message_id:
             metadata["message_id"] = message_id
         metadata["event_time"] = int(event_time_ms)
+        metadata["market"] = market
         name = self._names.get(sid)
         if name is None:
             name = self._names[sid] = self.symbol_name(sid)
@@ -150,6 +155,10 @@ class SignalBuilder:
             "metadata": metadata,
             "timestamp": iso_utc_ms(self.clock_ns()),
         }
+
+    def forget(self, sid: int) -> None:
+        """A symbol id was given to a new symbol (eviction): drop the old name."""
+        self._names.pop(sid, None)
 
     def subject(self, signal: dict) -> str:
         """``NATS_PUBLISHER_TOPIC`` with its placeholders filled (cached per strategy and symbol)."""

@@ -23,8 +23,10 @@ import numpy as np
 
 from rtsig import counters
 from rtsig.errors import LayoutMismatch, StoreError, StoreInUse
-from rtsig.layout import ASK, BID, HEADER_DTYPE, LAYOUT_VERSION, MAGIC, Layout
-from rtsig.settings import SYMBOL_BYTES, Settings
+from rtsig.layout import (
+    ASK, BID, HEADER_DTYPE, LAYOUT_VERSION, MAGIC, VENUE_FUTURES, VENUE_SPOT, Layout,
+)
+from rtsig.settings import MARKETS, SYMBOL_BYTES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ class Store:
             setattr(self, name, arr)
         self._name_cache: dict[str, int] = {}
         self._name_cache_count = 0
+        self._name_cache_evictions = 0
 
     # ----- life cycle
     @classmethod
@@ -197,6 +200,10 @@ class Store:
         h["owner_start_ticks"] = process_start_ticks(os.getpid())
         h["created_ns"] = time.time_ns()
         self.last_signal_ms[...] = np.iinfo(np.int64).min
+        h["max_clock_skew_ms"] = int(settings.max_clock_skew_seconds * 1000)
+        h["reference_max_age_ms"] = int(settings.reference_max_age_seconds * 1000)
+        h["book_price_tolerance"] = settings.book_price_tolerance_percent / 100.0
+        h["symbol_idle_ns"] = int(settings.symbol_idle_seconds * 1e9)
         self.layout.stamp_header(self.header)
         if register_symbols and settings.trading_symbols is not None:
             for symbol in settings.trading_symbols:
@@ -243,11 +250,12 @@ class Store:
         if not 0 < raw.size <= SYMBOL_BYTES:
             raise ValueError(f"symbol {symbol!r} must be 1-{SYMBOL_BYTES} bytes")
         h = np.uint64(symbol_hash(raw, 0, raw.size))  # keep it unsigned across the Python boundary
-        sid = symbol_find(self.symbols, self.symbol_names, self.symbol_slots, raw, 0, raw.size, h)
+        sid = symbol_find(self.symbols, self.symbol_names, self.symbol_slots, raw, 0, raw.size, h,
+                          VENUE_SPOT)
         if sid >= 0:
             return int(sid)
         sid = symbol_insert(self.header, self.symbols, self.symbol_names, self.symbol_slots, raw,
-                            0, raw.size, h, self.layout.n_workers)
+                            0, raw.size, h, self.layout.n_workers, VENUE_SPOT)
         if sid < 0:
             raise StoreError(f"symbol table full ({self.layout.max_symbols}); raise RTSIG_MAX_SYMBOLS")
         return int(sid)
@@ -257,13 +265,34 @@ class Store:
         return bytes(self.symbol_names[sid, :n]).decode("utf-8", "replace")
 
     def symbol_id(self, symbol: str) -> int | None:
-        """Id of a symbol by name (upper-cased), or None; cached, refreshed as symbols appear."""
+        """Id of a symbol by name (upper-cased), or None; cached, refreshed as symbols appear.
+
+        A name with spot and futures entries gives the spot one (its futures entry is found by
+        :meth:`symbol_ids`). An eviction (under ``TRADING_SYMBOLS=*``) rebuilds the cache.
+        """
         count = self.symbol_count
+        evictions = int(self.header[0]["symbol_evictions"])
+        if evictions != self._name_cache_evictions:
+            self._name_cache, self._name_cache_count = {}, 0
+            self._name_cache_evictions = evictions
         if count != self._name_cache_count:
             for sid in range(self._name_cache_count, count):
-                self._name_cache[self.symbol_name(sid)] = sid
+                name = self.symbol_name(sid)
+                if name not in self._name_cache or int(self.symbols[sid]["venue"]) == VENUE_SPOT:
+                    self._name_cache[name] = sid
             self._name_cache_count = count
         return self._name_cache.get(symbol.upper())
+
+    def symbol_ids(self, symbol: str) -> dict[str, int]:
+        """Every entry of a name, by market (``spot``, ``usdm``)."""
+        name = symbol.upper()
+        return {MARKETS[int(self.symbols[sid]["venue"]) - 1]: sid for sid in range(self.symbol_count)
+                if int(self.symbols[sid]["venue"]) in (VENUE_SPOT, VENUE_FUTURES)
+                and self.symbol_name(sid) == name}
+
+    def symbol_market(self, sid: int) -> str:
+        """``spot`` or ``usdm``: the market of a symbol entry's data."""
+        return MARKETS[1] if int(self.symbols[sid]["venue"]) == VENUE_FUTURES else MARKETS[0]
 
     def symbol_list(self) -> list[str]:
         return [self.symbol_name(sid) for sid in range(self.symbol_count)]

@@ -29,8 +29,9 @@ from rtsig.store import REGION_NAMES, Store
 
 # ----------------------------------------------------------------------------- constants
 
-RECEIPT_NS = 1_730_462_401_987_654_321
-"""Receipt time given to every example message (ns); its ms value is RECEIPT_MS."""
+RECEIPT_NS = 1_800_000_001_987_654_321
+"""Receipt time given to every example message (ns); its ms value is RECEIPT_MS. It is later
+than every literal example's event time (2021-2026), so none is `bad_time` (too far ahead)."""
 RECEIPT_MS = RECEIPT_NS // 1_000_000
 ENVELOPE_TIMESTAMP = "2024-11-01T12:00:00.125000Z"
 ENVELOPE_TIMESTAMP_MS = 1_730_462_400_125

@@ -332,8 +332,29 @@ BAD_CASES = [
                                           futures=True), {}),
     ("crossed_book", "book_ticker", book_ticker_msg("BTCUSDT", bid="101", ask="100"), {}),
     ("empty_side", "no_bids", depth_msg("BTCUSDT", [], [["50001", "1"]]), {}),
-    ("empty_side", "asks_all_zero", depth_msg("BTCUSDT", [["49999", "1"]],
-                                              [["50001", "0"], ["50002", "0.000"]]), {}),
+    ("empty_side", "no_asks", depth_msg("BTCUSDT", [["49999", "1"]], []), {}),
+    # interfaces.md §2a: the producer's faults
+    ("diff_as_snapshot", "asks_all_zero", depth_msg("BTCUSDT", [["49999", "1"]],
+                                                    [["50001", "0"], ["50002", "0.000"]]), {}),
+    ("diff_as_snapshot", "one_zero_level", depth_msg("BTCUSDT", [["49999", "1"], ["49998", "0"]],
+                                                     [["50001", "1"]]), {}),
+    ("diff_as_snapshot", "spot_diff_payload", combined(
+        "btcusdt@depth20@100ms", '{"e":"depthUpdate","E":1700000000000,"s":"BTCUSDT","U":7,'
+        '"u":9,"b":[["49999.00","1.5"]],"a":[["50001.00","2.0"]]}'), {}),
+    ("book_price_mismatch", "eth_book_labelled_btc", depth_msg(
+        "BTCUSDT", [["2999.50", "4"], ["2999.00", "1"]], [["3000.50", "2"]]),
+     {"reference_max_age_seconds": 1e9}),
+    ("bad_time", "trade_in_2099", bad_trade().replace(b'"E":1700000000000', b'"E":4070908800000'),
+     {}),
+    ("bad_time", "depth_envelope_in_2099", envelope(
+        "btcusdt@depth20@100ms", '{"lastUpdateId":1,"bids":[["49999","1"]],"asks":[["50001","1"]]}',
+        timestamp="2099-01-01T00:00:00.000000Z"), {}),
+    ("bad_number", "trade_qty_1e308", bad_trade(q="1e308"), {}),
+    ("bad_number", "trade_qty_zero", bad_trade(q='"0.00000000"'), {}),
+    ("bad_number", "trade_price_1e12", bad_trade(p='"1000000000000.00000000"'), {}),
+    ("bad_number", "depth_qty_1e12", depth_msg("BTCUSDT", [["49999", "1000000000000"]],
+                                               [["50001", "1"]]), {}),
+    ("bad_number", "ticker_volume_1e308", ticker_msg("BTCUSDT", base_volume="1e308"), {}),
     ("unsorted_book", "bids_ascending", depth_msg("BTCUSDT", [["49998", "1"], ["49999", "1"]],
                                                   [["50001", "1"]]), {}),
     ("unsorted_book", "asks_descending", depth_msg("BTCUSDT", [["49999", "1"]],
@@ -345,7 +366,8 @@ BAD_CASES = [
     ("symbol_mismatch", "futures_depth", depth_msg("BTCUSDT", [["1", "1"]], [["2", "1"]],
                                                    futures=True).replace(b"btcusdt@", b"ethusdt@"),
      {}),
-    ("symbol_table_full", "third_symbol", trade_msg("SOLUSDT"), {"max_symbols": 2}),
+    # the seed fills 4 entries: spot and futures (its mark prices) of BTCUSDT and ETHUSDT
+    ("symbol_table_full", "fifth_entry", trade_msg("SOLUSDT"), {"max_symbols": 4}),
     ("bad_stream", "no_at", combined("btcusdt", '{}'), {}),
     ("bad_stream", "no_symbol", combined("@trade", '{}'), {}),
     ("bad_stream", "empty", combined("", '{}'), {}),
@@ -516,13 +538,14 @@ def test_levels_beyond_20_ignored_even_when_malformed():
     assert h.summary()["errors"] == {}
 
 
-def test_zero_quantity_levels_skipped():
-    bids = [["100.5", "1"], ["100.4", "0.00000000"], ["100.3", "0.000"], ["100.2", "0"],
-            ["100.1", "2"]]
-    asks = [["100.6", "0"], ["100.7", "3"]]
-    h = Harness()
-    assert h.decode([depth_msg("BTCUSDT", bids, asks)]).statuses == ["ok"]
-    assert h.store.book_sides(h.sid("BTCUSDT")) == ([(100.5, 1.0), (100.1, 2.0)], [(100.7, 3.0)])
+def test_zero_quantity_level_marks_a_diff_not_a_snapshot():
+    """A partial book never carries a zero quantity; a diff's deletion does (interfaces.md §2a).
+    Each spelling of zero is recognised."""
+    for zero in ("0.00000000", "0.000", "0"):
+        bids = [["100.5", "1"], ["100.4", zero], ["100.1", "2"]]
+        h = Harness()
+        assert h.decode([depth_msg("BTCUSDT", bids, [["100.7", "3"]])]).statuses == ["diff_as_snapshot"]
+        assert h.store.symbol_list() == []
 
 
 def test_extra_elements_in_a_level_tolerated():

@@ -17,6 +17,10 @@ from rtsig.store import Store
 from workers.judge import EventJudge
 
 
+RECEIPT_NS = 1_800_000_000_000_000_000
+"""Receipt time of every message: after every event time here (none is ``bad_time``)."""
+
+
 def depth(bid_qty: float, ask_qty: float, t_ms: int) -> bytes:
     bids = [[f"{100 - i * 0.01:.8f}", f"{bid_qty:.8f}"] for i in range(5)]
     asks = [[f"{100.01 + i * 0.01:.8f}", f"{ask_qty:.8f}"] for i in range(5)]
@@ -27,7 +31,7 @@ def depth(bid_qty: float, ask_qty: float, t_ms: int) -> bytes:
 def trade(price: float, qty: float, buyer_maker: bool, t_ms: int) -> bytes:
     return orjson.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": t_ms, "s": "BTCUSDT", "t": t_ms,
                                                               "p": f"{price:.8f}", "q": f"{qty:.8f}", "T": t_ms,
-                                                              "m": buyer_maker}})
+                                                              "m": buyer_maker, "M": True}})
 
 
 def ticker(price: float, volume: float, t_ms: int) -> bytes:
@@ -53,7 +57,7 @@ def decode(store, messages: list[bytes], capacity: int = 4096, overwrite: bool =
     earlier entries (as after a worker restart re-judges events) — what an overrun is about."""
     dec = Decoder(store, 0, False, capacity=capacity)
     for m in messages:
-        assert dec.add(m, 1)
+        assert dec.add(m, RECEIPT_NS)
     events, ids = [], []
     while True:
         n = dec.decode()
@@ -70,7 +74,7 @@ def test_the_decoder_waits_rather_than_overwrite_an_unjudged_book(rig):
     store, judge = rig
     dec = Decoder(store, 0, False, capacity=16)
     for i in range(6):
-        dec.add(depth(10.0, 1.0, 1000 + i), 1)
+        dec.add(depth(10.0, 1.0, 1000 + i), RECEIPT_NS)
     n = dec.decode()
     assert (n, dec.blocked, list(dec.last_status)) == (4, True, [0, 0, 0, 0])  # ring of 4
     assert dec.decode() == 0 and dec.blocked  # still waiting: nothing judged

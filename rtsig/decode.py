@@ -15,8 +15,9 @@ Decisions beyond the spec (also in docs/DESIGN.md):
 * The symbol is the stream name's part before ``@``, ASCII letters upper-cased, at most
   24 bytes of UTF-8 (longer → ``bad_stream``).
 * Order-book snapshots must be sorted (bids descending, asks ascending; else ``unsorted_book``);
-  a zero-quantity level, or ``"e":"depthUpdate"`` without the futures ``pu``, is a diff routed
-  as a snapshot (``diff_as_snapshot``); levels beyond 20 are skipped unparsed.
+  a zero-quantity level, ``"e":"depthUpdate"`` without the futures ``pu``, or a futures
+  ``depthUpdate`` that is unsorted or one-sided, is a diff routed as a snapshot
+  (``diff_as_snapshot``); levels beyond 20 are skipped unparsed.
 * ``{"result": …, "id": …}`` / ``{"error": …}`` subscription replies and ``!…`` streams are
   ignored as ``control``; futures trades whose ``X`` is not ``MARKET`` as ``non_market_trade``.
 * A price must be > 0 (``non_positive_price``), a quantity ≥ 0 (``negative_quantity``), both
@@ -676,16 +677,18 @@ def _check_depth(buf, fs, fe, sides, scratch, env, t_ms, receipt_ns):
         return _depth_error(sides.level_err)
     if sides.zero_qty:
         return _depth_error(codes.ERR_DIFF_AS_SNAPSHOT)  # a level deletion: a diff
+    # a futures partial book is a sorted top-N list with both sides: a ``depthUpdate`` that is
+    # not one is a diff (Binance sends diffs' sides unordered and often one-sided)
     nb = sides.bid_count
     na = sides.ask_count
     if nb == 0 or na == 0:
-        return _depth_error(codes.ERR_EMPTY_SIDE)
+        return _depth_error(codes.ERR_DIFF_AS_SNAPSHOT if futures else codes.ERR_EMPTY_SIDE)
     for k in range(1, nb):
         if scratch[BID, k, PRICE] >= scratch[BID, k - 1, PRICE]:
-            return _depth_error(codes.ERR_UNSORTED_BOOK)
+            return _depth_error(codes.ERR_DIFF_AS_SNAPSHOT if futures else codes.ERR_UNSORTED_BOOK)
     for k in range(1, na):
         if scratch[ASK, k, PRICE] <= scratch[ASK, k - 1, PRICE]:
-            return _depth_error(codes.ERR_UNSORTED_BOOK)
+            return _depth_error(codes.ERR_DIFF_AS_SNAPSHOT if futures else codes.ERR_UNSORTED_BOOK)
     if scratch[BID, 0, PRICE] >= scratch[ASK, 0, PRICE]:
         return _depth_error(codes.ERR_CROSSED_BOOK)
     update_id = np.int64(-1)

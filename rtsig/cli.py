@@ -125,25 +125,31 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    import uvloop
+    from rtsig.replay import replay, run_tool
 
-    from rtsig.replay import replay
-
-    rate = args.rate
-    uvloop.run(replay(settings, args.files, rate, args.loop, subject=args.subject, limit=args.count))
-    return 0
+    return run_tool("replay", lambda stop: replay(
+        settings, args.files, args.rate, args.loop, subject=args.subject, limit=args.count,
+        connect_timeout=args.connect_timeout, stop=stop))
 
 
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
-    import uvloop
-
+    from rtsig.replay import run_tool
     from rtsig.tail import tail
 
-    try:
-        uvloop.run(tail(settings, args.json, count=args.count))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return run_tool("tail", lambda stop: tail(settings, args.json, stop=stop, count=args.count,
+                                              connect_timeout=args.connect_timeout))
+
+
+def _connect_timeout(p: argparse.ArgumentParser) -> None:
+    def seconds(text: str) -> float:
+        value = float(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError("must be more than 0")
+        return value
+
+    p.add_argument("--connect-timeout", type=seconds, default=10.0, metavar="SECONDS",
+                   help="give up (exit 1) when no NATS server answers within this long at start "
+                        "(default 10); once connected, NATS restarts are ridden over")
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -187,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="repeat the files until interrupted")
     p.add_argument("--count", type=int, default=None, help="stop after this many messages")
     p.add_argument("--subject", default=None, help="publish here instead of NATS_CONSUMER_TOPIC")
+    _connect_timeout(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("tail", help="print the signals as they are published",
@@ -194,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "subjects) and print one readable line per signal.")
     p.add_argument("--json", action="store_true", help="print the raw JSON signal")
     p.add_argument("--count", type=int, default=None, help="exit after this many signals")
+    _connect_timeout(p)
     p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser("demo", help="the demo behind `make run`",

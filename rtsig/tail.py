@@ -1,4 +1,9 @@
-"""``rtsig tail``: one readable line per signal (``--json`` for the raw object)."""
+"""``rtsig tail``: one readable line per signal (``--json`` for the raw object).
+
+The first connect waits at most ``--connect-timeout`` seconds; after that the connection rides
+over NATS restarts (reconnects for ever, resubscribes, one line on stderr per loss and recovery):
+signals published while no server was up are not seen, those published after are.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,7 @@ from typing import Callable
 
 import orjson
 
-from rtsig import counters as C
-from rtsig.natsconn import connect
+from rtsig.replay import ToolConnection
 from rtsig.settings import Settings
 
 _COLOURS = {"buy": "\033[32m", "sell": "\033[31m"}
@@ -38,10 +42,16 @@ def _short(value) -> str:
 
 
 async def tail(settings: Settings, raw_json: bool, write: Callable[[str], None] | None = None,
-               stop: asyncio.Event | None = None, count: int | None = None) -> int:
-    """Print signals until ``stop`` is set (or ``count`` signals, or forever); return how many."""
-    row = [0] * C.N_COUNTERS
-    nc = await connect(settings, "rtsig-tail", row)
+               stop: asyncio.Event | None = None, count: int | None = None, *,
+               connect_timeout: float | None = None) -> int:
+    """Print signals until ``stop`` is set (or ``count`` signals, or forever); return how many.
+
+    ``connect_timeout``: raise :class:`rtsig.replay.NatsUnreachable` when no NATS server answers
+    that soon (None: keep trying).
+    """
+    link = ToolConnection(settings, "tail")
+    await link.open(connect_timeout)
+    nc = link.nc
     colour = sys.stdout.isatty()
     out = write or (lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()))
     seen = 0
@@ -66,5 +76,5 @@ async def tail(settings: Settings, raw_json: bool, write: Callable[[str], None] 
     try:
         await done.wait()
     finally:
-        await nc.close()
+        await link.close()
     return seen

@@ -72,6 +72,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     LOG_FORMAT=json \
     LOG_LEVEL=INFO \
     RTSIG_DATA_DIR=/var/lib/rtsig \
+    HTTP_HOST=0.0.0.0 \
     HTTP_PORT=8080
 
 USER rtsig:rtsig

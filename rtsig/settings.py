@@ -6,6 +6,7 @@ Every variable of interfaces.md §5 is read here and nowhere else. A bad value r
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -59,6 +60,8 @@ class Settings:
     mysql_uri: str | None = None
     config_cache_ttl_seconds: float = 60.0
     http_port: int = 8080
+    http_host: str = "127.0.0.1"
+    """Address the operator API listens on; a non-loopback one needs ``RTSIG_API_TOKEN``."""
     heartbeat_interval_seconds: float = 60.0
     workers: int = 1
     web_workers: int = 1
@@ -122,6 +125,7 @@ class Settings:
             mysql_uri=r.checked("MYSQL_URI", _mysql_uri),
             config_cache_ttl_seconds=r.number("CONFIG_CACHE_TTL_SECONDS", cls.config_cache_ttl_seconds, lo=0),
             http_port=_http_port(r),
+            http_host=r.text("HTTP_HOST", cls.http_host, _http_host),
             heartbeat_interval_seconds=r.number("HEARTBEAT_INTERVAL_SECONDS", cls.heartbeat_interval_seconds,
                                                 lo=0, lo_open=True),
             workers=r.integer("RTSIG_WORKERS", workers_default, lo=1, hi=64),
@@ -425,6 +429,31 @@ def _symbols(name: str, value: str) -> tuple[str, ...] | None:
     if not symbols or bad:
         raise SettingsError(name, value, "'*' or comma-separated symbols like BTCUSDT,ETHUSDT")
     return symbols
+
+
+def _http_host(name: str, value: str) -> str:
+    """An IPv4/IPv6 address or a host name to listen on (``[::1]`` as well as ``::1``)."""
+    host = value.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", host):
+        raise SettingsError(name, value, "an IP address to listen on (127.0.0.1, 0.0.0.0, ::1) or a host name")
+    return host
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when ``host`` listens on loopback only (127.0.0.0/8, ::1, ``localhost``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _http_port(r: _Reader) -> int:

@@ -29,7 +29,7 @@ from rtsig import heartbeat
 from rtsig.codes import SHUTDOWN_DRAIN, SHUTDOWN_STOP_INTAKE
 from rtsig.errors import RtsigError, SettingsError
 from rtsig.pressure import PressureSampler
-from rtsig.settings import Settings
+from rtsig.settings import Settings, is_loopback_host
 from rtsig.store import Store
 from rtsig.zygote import AdoptedProcess, Job, become_subreaper, start_warmed
 
@@ -72,13 +72,38 @@ def new_wakers(n_workers: int) -> list[int]:
     return [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in range(n_workers)]
 
 
-def check_port_free(port: int) -> None:
+def check_api_exposure(settings: Settings) -> None:
+    """Refuse to start (one line naming HTTP_HOST) when the API would listen beyond loopback
+    with no ``RTSIG_API_TOKEN``: anyone who reaches the port could change the trading config."""
+    if not is_loopback_host(settings.http_host) and not settings.api_token:
+        raise SettingsError("HTTP_HOST", settings.http_host,
+                            "a loopback address (127.0.0.1) unless RTSIG_API_TOKEN is set: "
+                            "listening on other interfaces needs a token for changes")
+
+
+def api_mode(settings: Settings) -> str:
+    """The start-up line saying where the API listens and who may change the configuration."""
+    where = ("loopback only" if is_loopback_host(settings.http_host)
+             else "every interface" if settings.http_host in ("0.0.0.0", "::")
+             else "a non-loopback interface")
+    who = ("changes need 'Authorization: Bearer <RTSIG_API_TOKEN>'" if settings.api_token
+           else "changes need no token (loopback only)")
+    return (f"operator API on http://{_host_in_url(settings.http_host)}:{settings.http_port} "
+            f"({where}; {who}; {settings.web_workers} web workers)")
+
+
+def _host_in_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
     """Refuse to start (one line naming HTTP_PORT) when the API's port is taken, rather than
     run a web server that keeps failing to bind."""
-    with socket.socket() as s:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("0.0.0.0", port))
+            s.bind((host, port))
         except OSError as exc:
             raise SettingsError("HTTP_PORT", str(port),
                                 f"a free TCP port ({exc.strerror.lower()}; or run with --no-web)") from None
@@ -162,7 +187,8 @@ class Supervisor:
     def run(self) -> int:
         started = time.monotonic()
         if self.web:
-            check_port_free(self.settings.http_port)
+            check_api_exposure(self.settings)
+            check_port_free(self.settings.http_port, self.settings.http_host)
         store = Store.create(self.settings, register_symbols=False)
         try:
             return self._run(store, started)
@@ -194,8 +220,7 @@ class Supervisor:
                  self.settings.instance, time.monotonic() - started,
                  extra={"shm": store.name, "pids": {c.name: c.process.pid for c in children}})
         if web is not None:
-            log.info("operator API on port %d (%d web workers)", self.settings.http_port,
-                     self.settings.web_workers)
+            log.info("%s", api_mode(self.settings))
         sampler = PressureSampler(store)
         beat = heartbeat.Heartbeat(store, self.settings.workers)
         next_beat = time.monotonic() + self.settings.heartbeat_interval_seconds

@@ -36,7 +36,7 @@ def parse(route: Route, req: falcon.Request, path: dict) -> Call:
         if query[f.name] is None and f.required:
             f.check(None)
     body = parse_body(route, req) if route.body else {}
-    return Call(path_values, query, body, dict(req.headers))
+    return Call(path_values, query, body, dict(req.headers), req.remote_addr or "")
 
 
 def parse_body(route: Route, req: falcon.Request) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from rtsig.config.model import utc_now
 from rtsig.config.notify import bump_epoch
 from rtsig.config.service import ChangeResult
@@ -37,6 +39,7 @@ ROLLBACK_BODY = (
           max_length=24, nullable=True),
     CHANGED_BY, REASON,
 )
+log = logging.getLogger(__name__)
 CONFIG_ERRORS = (400, 401, 403, 404, 409, 422, 429, 503)
 
 
@@ -112,8 +115,13 @@ def _authorised(deps: WebDeps, call: Call, changed_by: str) -> None:
     deps.limiter.admit(changed_by)
 
 
-def _committed(deps: WebDeps, result: ChangeResult) -> None:
+def _committed(deps: WebDeps, result: ChangeResult, call: Call) -> None:
     """Every worker of this host reloads within its next tick; other replicas hear it on NATS."""
+    audit = result.audit
+    log.info("config %s of %s/%s to version %d by %r from %s", audit.action if audit else "change",
+             result.config.strategy_id, result.config.symbol or "global", result.config.version,
+             audit.changed_by if audit else "?", call.remote or "unknown address",
+             extra={"remote_addr": call.remote})
     if deps.header is not None:
         deps.epoch_seen = bump_epoch(deps.header)
     if deps.counters is not None:
@@ -121,9 +129,9 @@ def _committed(deps: WebDeps, result: ChangeResult) -> None:
     deps.announce(result)
 
 
-def _change_reply(deps: WebDeps, result: ChangeResult, created: bool = False) -> Reply:
+def _change_reply(deps: WebDeps, call: Call, result: ChangeResult, created: bool = False) -> Reply:
     if not result.validate_only:
-        _committed(deps, result)
+        _committed(deps, result, call)
     return Reply({"config": config_dict(result.config),
                   "audit": None if result.audit is None else result.audit.as_dict(),
                   "validate_only": result.validate_only},
@@ -139,7 +147,7 @@ def post_config(deps: WebDeps, call: Call) -> Reply:
                                 b["changed_by"], b.get("reason") or "",
                                 validate_only=bool(b.get("validate_only")),
                                 expected_version=b.get("expected_version"))
-    return _change_reply(deps, result, created=result.audit is not None and result.audit.action == "CREATE")
+    return _change_reply(deps, call, result, created=result.audit is not None and result.audit.action == "CREATE")
 
 
 def delete_config(deps: WebDeps, call: Call) -> Reply:
@@ -147,7 +155,7 @@ def delete_config(deps: WebDeps, call: Call) -> Reply:
     _authorised(deps, call, q["changed_by"])
     result = deps.config.delete(call.path["strategy_id"], call.path.get("symbol"), q["changed_by"],
                                 q.get("reason") or "", expected_version=q.get("expected_version"))
-    return _change_reply(deps, result)
+    return _change_reply(deps, call, result)
 
 
 def rollback(deps: WebDeps, call: Call) -> Reply:
@@ -155,7 +163,7 @@ def rollback(deps: WebDeps, call: Call) -> Reply:
     _authorised(deps, call, b["changed_by"])
     result = deps.config.rollback(call.path["strategy_id"], b.get("symbol"), b["changed_by"],
                                   b.get("reason") or "", target_version=b.get("target_version"))
-    return _change_reply(deps, result)
+    return _change_reply(deps, call, result)
 
 
 def refresh_cache(deps: WebDeps, call: Call) -> Reply:

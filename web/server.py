@@ -60,6 +60,12 @@ def production_deps(settings: Settings) -> WebDeps:
                    limiter=RateLimiter(settings.change_rate_limit))
 
 
+def bind_address(settings: Settings) -> str:
+    """Gunicorn's ``bind`` for HTTP_HOST and HTTP_PORT (IPv6 literals in brackets)."""
+    host = settings.http_host
+    return f"[{host}]:{settings.http_port}" if ":" in host else f"{host}:{settings.http_port}"
+
+
 class WebServer(BaseApplication):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -67,7 +73,7 @@ class WebServer(BaseApplication):
 
     def load_config(self) -> None:
         s = self.settings
-        for key, value in {"bind": [f"0.0.0.0:{s.http_port}"], "workers": s.web_workers,
+        for key, value in {"bind": [bind_address(s)], "workers": s.web_workers,
                            "worker_class": "sync", "timeout": 30,
                            "graceful_timeout": GRACEFUL_TIMEOUT_S, "accesslog": None,
                            "errorlog": "-", "loglevel": s.log_level.lower(),

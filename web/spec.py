@@ -146,6 +146,8 @@ class Call:
     query: dict
     body: dict
     headers: dict
+    remote: str = ""
+    """The client's address (for the log of a change)."""
 
 
 @dataclass

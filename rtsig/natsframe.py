@@ -19,8 +19,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-CTL_NONE, CTL_PING, CTL_PONG, CTL_INFO, CTL_OK, CTL_ERR, CTL_UNKNOWN = 0, 1, 2, 3, 4, 5, 6
+CTL_NONE, CTL_PING, CTL_PONG, CTL_INFO, CTL_OK, CTL_ERR, CTL_UNKNOWN, CTL_STATUS = 0, 1, 2, 3, 4, 5, 6, 7
 _CR, _LF, _SPACE, _TAB = 13, 10, 32, 9
+META_REPLY_START, META_REPLY_END, META_SID = 0, 1, 2
+META_WIDTH = 3
+"""Per frame: the reply subject's span (0, 0 without one: JetStream acks go there) and the sid."""
+_STATUS_PREFIX = b"NATS/1.0 "
 
 
 @njit(cache=True)
@@ -28,17 +32,37 @@ def _upper(c):
     return c - 32 if 97 <= c <= 122 else c
 
 
-@njit(cache=True)
-def scan_frames(buf, pos, end, starts, ends, first, max_msgs):
-    """Frame messages in ``buf[pos:end]``: ``(pos, n, control, control_start, control_end)``.
+@njit(cache=True, inline="always")
+def _digits(buf, s, e):
+    """The decimal number in ``buf[s:e]``; -1 if it is not one."""
+    if s >= e:
+        return -1
+    value = 0
+    for k in range(s, e):
+        d = buf[k] - 48
+        if d < 0 or d > 9:
+            return -1
+        value = value * 10 + d
+    return value
 
-    Complete ``MSG <subject> <sid> [reply] <size>\\r\\n<payload>\\r\\n`` frames are recorded as
-    payload spans in ``starts/ends[first:first+n]`` (at most ``max_msgs``). Scanning stops at an
-    incomplete frame (``pos`` is where it starts), when the span arrays are full, or at a control
-    line, returned as its kind and span (``pos`` is that line's start) for the caller to handle.
-    A line that is not NATS protocol returns ``CTL_UNKNOWN``.
+
+@njit(cache=True)
+def scan_frames(buf, pos, end, starts, ends, meta, first, max_msgs):
+    """Frame messages in ``buf[pos:end]``: ``(pos, n, control, control_start, control_end, resume)``.
+
+    Complete ``MSG <subject> <sid> [reply] <size>`` and ``HMSG <subject> <sid> [reply] <header
+    size> <total size>`` frames are recorded as payload spans in ``starts/ends[first:first+n]``
+    (at most ``max_msgs``; for HMSG the payload after the headers) with their reply span and sid
+    in ``meta``. Scanning stops at an incomplete frame (``pos`` is where it starts), when the
+    span arrays are full, or at a control line, returned as its kind and span (``pos`` is that
+    line's start, ``resume`` where scanning goes on). A header-only HMSG whose headers carry a
+    status (``NATS/1.0 408 Request Timeout``: JetStream's answers to a pull) is ``CTL_STATUS``
+    with the headers' span. A line that is not NATS protocol returns ``CTL_UNKNOWN``.
     """
     n = 0
+    tok_s = np.empty(6, dtype=np.int64)
+    tok_e = np.empty(6, dtype=np.int64)
+    status = np.frombuffer(_STATUS_PREFIX, dtype=np.uint8)
     while pos < end and n < max_msgs:
         nl = pos
         while nl + 1 < end and not (buf[nl] == _CR and buf[nl + 1] == _LF):
@@ -46,24 +70,55 @@ def scan_frames(buf, pos, end, starts, ends, first, max_msgs):
         if nl + 1 >= end:
             break  # the line is not complete yet
         c0 = _upper(buf[pos])
+        op = 0  # 3: MSG, 4: HMSG
         if c0 == 77 and nl - pos > 4 and _upper(buf[pos + 1]) == 83 and _upper(buf[pos + 2]) == 71 \
-                and (buf[pos + 3] == _SPACE or buf[pos + 3] == _TAB):  # MSG
-            k = nl - 1
-            while k > pos and (buf[k] == _SPACE or buf[k] == _TAB):
-                k -= 1
-            size = 0
-            scale = 1
-            while k > pos and 48 <= buf[k] <= 57:
-                size += (buf[k] - 48) * scale
-                scale *= 10
-                k -= 1
+                and (buf[pos + 3] == _SPACE or buf[pos + 3] == _TAB):
+            op = 3
+        elif c0 == 72 and nl - pos > 5 and _upper(buf[pos + 1]) == 77 and _upper(buf[pos + 2]) == 83 \
+                and _upper(buf[pos + 3]) == 71 and (buf[pos + 4] == _SPACE or buf[pos + 4] == _TAB):
+            op = 4
+        if op:
+            ntok = 0
+            k = pos + op
+            while k < nl and ntok < 6:
+                while k < nl and (buf[k] == _SPACE or buf[k] == _TAB):
+                    k += 1
+                if k >= nl:
+                    break
+                tok_s[ntok] = k
+                while k < nl and buf[k] != _SPACE and buf[k] != _TAB:
+                    k += 1
+                tok_e[ntok] = k
+                ntok += 1
+            with_reply = ntok == op + 1
+            if ntok != op and not with_reply:
+                return pos, n, CTL_UNKNOWN, pos, nl, nl + 2
+            total = _digits(buf, tok_s[ntok - 1], tok_e[ntok - 1])
+            header = _digits(buf, tok_s[ntok - 2], tok_e[ntok - 2]) if op == 4 else 0
+            if total < 0 or header < 0 or header > total:
+                return pos, n, CTL_UNKNOWN, pos, nl, nl + 2
             body = nl + 2
-            if body + size + 2 > end:
+            if body + total + 2 > end:
                 break  # the payload is not complete yet
-            starts[first + n] = body
-            ends[first + n] = body + size
+            if op == 4 and not with_reply and header >= 12 and total == header:
+                is_status = True
+                for j in range(status.size):
+                    if buf[body + j] != status[j]:
+                        is_status = False
+                        break
+                if is_status:
+                    return pos, n, CTL_STATUS, body, body + header, body + total + 2
+            starts[first + n] = body + header
+            ends[first + n] = body + total
+            if with_reply:
+                meta[first + n, META_REPLY_START] = tok_s[2]
+                meta[first + n, META_REPLY_END] = tok_e[2]
+            else:
+                meta[first + n, META_REPLY_START] = 0
+                meta[first + n, META_REPLY_END] = 0
+            meta[first + n, META_SID] = _digits(buf, tok_s[1], tok_e[1])
             n += 1
-            pos = body + size + 2
+            pos = body + total + 2
             continue
         kind = CTL_UNKNOWN
         if c0 == 80 and nl - pos >= 4:
@@ -78,8 +133,8 @@ def scan_frames(buf, pos, end, starts, ends, first, max_msgs):
             kind = CTL_OK
         elif c0 == 45:
             kind = CTL_ERR
-        return pos, n, kind, pos, nl
-    return pos, n, CTL_NONE, 0, 0
+        return pos, n, kind, pos, nl, nl + 2
+    return pos, n, CTL_NONE, 0, 0, pos
 
 
 class Backlog:
@@ -99,6 +154,7 @@ class Backlog:
         self.starts = np.zeros(spans, dtype=np.int64)
         self.ends = np.zeros(spans, dtype=np.int64)
         self.receipt_ns = np.zeros(spans, dtype=np.int64)
+        self.meta = np.zeros((spans, META_WIDTH), dtype=np.int64)
         self.first = 0
         self.count = 0
         self.limit_bytes = limit_bytes
@@ -134,14 +190,14 @@ class Backlog:
             if self.count == self.starts.size:
                 self._make_span_room()
             room = self.starts.size - self.count
-            pos, n, ctl, cs, ce = scan_frames(self.data, self.scan_pos, self.tail, self.starts,
-                                              self.ends, self.count, room)
+            pos, n, ctl, cs, ce, resume = scan_frames(self.data, self.scan_pos, self.tail, self.starts,
+                                                      self.ends, self.meta, self.count, room)
             if n:
                 self.receipt_ns[self.count:self.count + n] = receipt_ns
                 self.count += n
             self.scan_pos = int(pos)
             if ctl != CTL_NONE:
-                self.scan_pos = int(ce) + 2
+                self.scan_pos = int(resume)
                 if self.framed == 0:
                     self.head = self.scan_pos  # control lines between frames need no keeping
                 return int(ctl), bytes(self.data[cs:ce])
@@ -152,6 +208,10 @@ class Backlog:
         """``(starts, ends, receipt_ns)`` of the next ``n`` unconsumed frames (views)."""
         k = self.first
         return self.starts[k:k + n], self.ends[k:k + n], self.receipt_ns[k:k + n]
+
+    def frame_meta(self, n: int) -> np.ndarray:
+        """Reply spans and sids of the next ``n`` unconsumed frames (a view; META_* columns)."""
+        return self.meta[self.first:self.first + n]
 
     def consume(self, n: int) -> None:
         """The next ``n`` frames are finished with: release their bytes."""
@@ -195,14 +255,14 @@ class Backlog:
     def _make_span_room(self) -> None:
         live = self.count - self.first
         if self.first:  # move the unconsumed spans down
-            for a in (self.starts, self.ends, self.receipt_ns):
+            for a in (self.starts, self.ends, self.receipt_ns, self.meta):
                 a[:live] = a[self.first:self.count]
             self.first, self.count = 0, live
         if self.count > self.starts.size // 2:
             size = self.starts.size * 2
-            self.starts, self.ends, self.receipt_ns = (
-                np.concatenate([a, np.zeros(size - a.size, dtype=np.int64)])
-                for a in (self.starts, self.ends, self.receipt_ns))
+            self.starts, self.ends, self.receipt_ns, self.meta = (
+                np.concatenate([a, np.zeros((size - a.shape[0],) + a.shape[1:], dtype=np.int64)])
+                for a in (self.starts, self.ends, self.receipt_ns, self.meta))
 
     def _compact_bytes(self) -> None:
         shift = self.head
@@ -214,3 +274,5 @@ class Backlog:
         self.scan_pos -= shift
         self.starts[self.first:self.count] -= shift
         self.ends[self.first:self.count] -= shift
+        replies = self.meta[self.first:self.count, :META_REPLY_END + 1]
+        replies[replies[:, META_REPLY_END] > 0] -= shift

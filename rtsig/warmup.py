@@ -37,7 +37,8 @@ def warm_up(settings: Settings) -> None:
                     store.trades, store.tickers, params.values, params.enabled,
                     store.counters[C.ROW_SUPERVISOR], info, rows)
     frames = np.zeros(4, dtype=np.int64)
-    scan_frames(np.frombuffer(b"PING\r\n", dtype=np.uint8).copy(), 0, 6, frames, frames.copy(), 0, 4)
+    scan_frames(np.frombuffer(b"PING\r\n", dtype=np.uint8).copy(), 0, 6, frames, frames.copy(),
+                np.zeros((4, 3), dtype=np.int64), 0, 4)
     cursors = store.event_cursors
     tail, head = pending(cursors, 0)
     consumed(cursors, 0, tail)

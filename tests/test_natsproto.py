@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from rtsig.natsauth import Server, parse_urls
 from rtsig.natsbin import EmbeddedNats
 from rtsig.natsframe import (
-    CTL_ERR, CTL_INFO, CTL_NONE, CTL_OK, CTL_PING, CTL_PONG, CTL_UNKNOWN, scan_frames,
+    CTL_ERR, CTL_INFO, CTL_NONE, CTL_OK, CTL_PING, CTL_PONG, CTL_STATUS, CTL_UNKNOWN, scan_frames,
 )
 from rtsig.natsproto import FastSubscriber, _backoff, _Link
 
@@ -24,7 +24,8 @@ def scan(data: bytes, max_msgs: int = 16):
     buf = np.frombuffer(data, dtype=np.uint8).copy()
     starts = np.zeros(max_msgs, dtype=np.int64)
     ends = np.zeros(max_msgs, dtype=np.int64)
-    pos, n, ctl, cs, ce = scan_frames(buf, 0, len(data), starts, ends, 0, max_msgs)
+    meta = np.zeros((max_msgs, 3), dtype=np.int64)
+    pos, n, ctl, cs, ce, _ = scan_frames(buf, 0, len(data), starts, ends, meta, 0, max_msgs)
     payloads = [data[starts[k]:ends[k]] for k in range(n)]
     return int(pos), payloads, int(ctl), data[cs:ce] if ctl else b""
 
@@ -56,6 +57,42 @@ def test_control_lines_stop_the_scan_and_are_reported(line, kind):
     data = msg(b"a") + line + b"\r\n" + msg(b"b")
     pos, payloads, ctl, text = scan(data)
     assert payloads == [b"a"] and ctl == kind and text == line and pos == len(msg(b"a"))
+
+
+def scan_meta(data: bytes, max_msgs: int = 16):
+    buf = np.frombuffer(data, dtype=np.uint8).copy()
+    starts, ends = np.zeros(max_msgs, dtype=np.int64), np.zeros(max_msgs, dtype=np.int64)
+    meta = np.zeros((max_msgs, 3), dtype=np.int64)
+    pos, n, ctl, cs, ce, resume = scan_frames(buf, 0, len(data), starts, ends, meta, 0, max_msgs)
+    frames = [(data[starts[k]:ends[k]], data[meta[k, 0]:meta[k, 1]], int(meta[k, 2])) for k in range(n)]
+    return frames, int(ctl), data[cs:ce] if ctl else b"", int(resume)
+
+
+def hmsg(payload: bytes, headers: bytes, sid: int = 1, reply: str | None = None) -> bytes:
+    head = f"HMSG in {sid} {reply + ' ' if reply else ''}{len(headers)} {len(headers) + len(payload)}\r\n"
+    return head.encode() + headers + payload + b"\r\n"
+
+
+def test_jetstream_frames_carry_their_ack_subject_sid_and_payload_after_headers():
+    ack = "$JS.ACK.IN.rtsig-0.1.42.42.1700000000000000000.0"
+    data = msg(b'{"a":1}', reply=ack) + hmsg(b"body", b"NATS/1.0\r\nNats-Msg-Id: x\r\n\r\n", sid=2, reply=ack) \
+        + msg(b"plain")
+    frames, ctl, _, resume = scan_meta(data)
+    assert frames == [(b'{"a":1}', ack.encode(), 1), (b"body", ack.encode(), 2), (b"plain", b"", 1)]
+    assert ctl == CTL_NONE and resume == len(data)
+
+
+def test_a_pull_status_is_a_control_frame_and_scanning_resumes_after_it():
+    status = b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 5\r\n\r\n"
+    data = msg(b"a") + hmsg(b"", status) + msg(b"b")
+    frames, ctl, text, resume = scan_meta(data)
+    assert [f[0] for f in frames] == [b"a"] and ctl == CTL_STATUS and text == status
+    assert data[resume:] == msg(b"b")
+
+
+def test_a_malformed_msg_line_is_unknown_protocol():
+    frames, ctl, _, _ = scan_meta(b"MSG only-subject\r\n" + msg(b"x"))
+    assert frames == [] and ctl == CTL_UNKNOWN
 
 
 def test_the_span_arrays_bound_one_scan():

@@ -137,6 +137,38 @@ def scan_frames(buf, pos, end, starts, ends, meta, first, max_msgs):
     return pos, n, CTL_NONE, 0, 0, pos
 
 
+@njit(cache=True)
+def stream_sequences(buf, meta, out):
+    """The JetStream stream sequence of each frame, from its ack subject; -1 without one.
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>`` (9
+    tokens), or with ``<domain>.<account hash>`` after ``ACK`` and a random token at the end (12).
+    """
+    for f in range(meta.shape[0]):
+        s, e = meta[f, META_REPLY_START], meta[f, META_REPLY_END]
+        out[f] = -1
+        if e <= s:
+            continue
+        tokens = 1
+        for k in range(s, e):
+            if buf[k] == 46:
+                tokens += 1
+        want = 5 if tokens == 9 else (7 if tokens >= 11 else -1)
+        if want < 0:
+            continue
+        t = 0
+        k = s
+        while t < want and k < e:
+            if buf[k] == 46:
+                t += 1
+            k += 1
+        value = 0
+        while k < e and buf[k] != 46:
+            value = value * 10 + (buf[k] - 48)
+            k += 1
+        out[f] = value
+
+
 class Backlog:
     """Received bytes and the complete frames in them, until the decoder is done with them.
 

@@ -19,10 +19,13 @@ one clear line a minute.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import os
 import random
 import ssl
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -31,7 +34,7 @@ import orjson
 from rtsig.logs import RateLimiter
 from rtsig.natsauth import NatsAuth, Server
 from rtsig.natsframe import (
-    CTL_ERR, CTL_INFO, CTL_NONE, CTL_OK, CTL_PING, CTL_PONG, CTL_UNKNOWN, Backlog,
+    CTL_ERR, CTL_INFO, CTL_NONE, CTL_OK, CTL_PING, CTL_PONG, CTL_STATUS, CTL_UNKNOWN, Backlog,
 )
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,27 @@ DRAIN_TIMEOUT_S = 5.0
 LAME_DUCK_AVOID_S = 30.0
 """A server that announced lame-duck mode is tried last for this long."""
 _AUTH_WORDS = ("authoriz", "authent", "tls", "secure connection", "user ", "expired", "revoked")
+
+
+@dataclass(frozen=True)
+class PullConsumer:
+    """A JetStream pull consumer to read instead of a plain subscription.
+
+    Requests of ``batch`` messages go to ``$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>``, two
+    at a time so that the stream flows while the ingest decodes; a request the server ends early
+    (``408``: expired, ``404``/``409``) is replaced. No request goes out while the backlog holds
+    ``max_backlog`` messages or more: the stream, not the ingest's memory, keeps the rest.
+    """
+
+    stream: str
+    consumer: str
+    batch: int = 1024
+    expires_s: float = 1.0
+    max_backlog: int = 65536
+
+    @property
+    def next_subject(self) -> bytes:
+        return f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}".encode()
 
 
 class LoginRejected(ConnectionError):
@@ -115,11 +139,15 @@ class FastSubscriber:
 
     def __init__(self, auth: NatsAuth | str, subject: str, queue: str | None, name: str,
                  on_data: Callable[[], None], on_state: Callable[[bool], None],
-                 batch: int = 4096, limit_bytes: int = 1 << 30) -> None:
+                 batch: int = 4096, limit_bytes: int = 1 << 30,
+                 pull: PullConsumer | None = None) -> None:
         self.auth = auth if isinstance(auth, NatsAuth) else NatsAuth.build(auth)
         self.pool: list[Server] = list(self.auth.servers)
-        self.subject = subject
-        self.queue = queue
+        self.pull = pull
+        self.subject = f"_INBOX.rtsig.{os.urandom(8).hex()}" if pull else subject
+        self.queue = None if pull else queue
+        self._requests: collections.deque[int] = collections.deque()
+        """Pull mode: messages still expected from each open request, oldest first."""
         self.name = name
         self.on_data = on_data
         self.on_state = on_state
@@ -160,6 +188,12 @@ class FastSubscriber:
     def consumed(self, count: int) -> None:
         """The first ``count`` framed messages are finished with: release their bytes."""
         self.backlog.consume(count)
+        if self.pull is not None:
+            self.request_more()
+
+    def frame_meta(self, n: int) -> np.ndarray:
+        """Reply spans and sids of the next ``n`` framed messages (``natsframe.META_*``)."""
+        return self.backlog.frame_meta(n)
 
     def start(self) -> None:
         self._spawn(self._run())
@@ -238,7 +272,7 @@ class FastSubscriber:
             if server.tls or self.auth.wants_tls or info.get("tls_required"):
                 await self._start_tls(link, info)
             options = {"verbose": False, "pedantic": False, "name": self.name, "lang": "python",
-                       "version": "rtsig-fast", "protocol": 1, "headers": False,
+                       "version": "rtsig-fast", "protocol": 1, "headers": True,
                        **self.auth.connect_options(info.get("nonce"))}
             if info.get("auth_required") and not self._has_login():
                 raise LoginRejected("the server requires a login: put user:password@ or a token in "
@@ -280,6 +314,7 @@ class FastSubscriber:
         self.link = link
         link.active = True
         self._link_down.clear()
+        self._requests.clear()  # requests of an earlier connection died with it
         self._spawn(self._ping_loop(link))
         if link.held and link.transport is not None:
             link.held = False
@@ -288,6 +323,37 @@ class FastSubscriber:
             data = bytes(link.handshake)
             link.handshake.clear()
             self._received(link, data)
+        self.request_more()
+
+    # ----- JetStream pull mode
+    def request_more(self) -> None:
+        """Keep two pull requests open unless the backlog is full (no-op for a subscription)."""
+        pull, link = self.pull, self.link
+        if pull is None or link is None or self.closing:
+            return
+        while len(self._requests) < 2 and self.backlog.framed + sum(self._requests) < pull.max_backlog:
+            body = orjson.dumps({"batch": pull.batch, "expires": int(pull.expires_s * 1e9)})
+            link.write(b"PUB " + pull.next_subject + b" " + self.subject.encode() + b" "
+                       + str(len(body)).encode() + b"\r\n" + body + b"\r\n")
+            self._requests.append(pull.batch)
+
+    def ack(self, reply_subject: bytes) -> bool:
+        """Acknowledge a JetStream delivery (``+ACK`` to its reply subject); False if offline."""
+        link = self.link
+        if link is None or link.lost:
+            return False
+        link.write(b"PUB " + reply_subject + b" 0\r\n\r\n")
+        return True
+
+    def _delivered(self, n: int) -> None:
+        """``n`` messages arrived: they fill the oldest requests first."""
+        while n and self._requests:
+            take = min(n, self._requests[0])
+            n -= take
+            if take == self._requests[0]:
+                self._requests.popleft()
+            else:
+                self._requests[0] -= take
 
     def _learn(self, info: dict, server: Server) -> None:
         """Servers a cluster advertises join the pool; a lame duck is avoided for a while."""
@@ -389,6 +455,9 @@ class FastSubscriber:
             self._control(link, ctl, line)
         new_frames = b.framed - framed_before
         self.received += new_frames
+        if self.pull is not None:
+            self._delivered(new_frames)
+            self.request_more()
         if over and new_frames:
             self.dropped_over_limit += b.discard_last(new_frames, pos)
             if self._log_limit.allow("over_limit"):
@@ -421,6 +490,14 @@ class FastSubscriber:
                 link.rejected = text
             else:
                 self._log_once(f"err:{text}", "NATS %s says: %s", link.server.address, text)
+        elif kind == CTL_STATUS:  # a pull request ended (408 expired, 404/409): replace it
+            code = line[9:12]
+            if code not in (b"100",) and self._requests:
+                self._requests.popleft()
+            if code not in (b"404", b"408", b"100", b"409"):
+                self._log_once(f"status:{code!r}", "NATS %s: JetStream says %s", link.server.address,
+                               line.split(b"\r\n", 1)[0].decode(errors="replace"))
+            self.request_more()
         elif kind == CTL_UNKNOWN:
             log.error("unexpected NATS protocol line from %s: %r; reconnecting",
                       link.server.address, line[:80])

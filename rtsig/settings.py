@@ -42,6 +42,16 @@ class Settings:
     nats_consumer_topic: str = "binance.websocket.data"
     nats_publisher_topic: str = "signals.trading"
     nats_consumer_group: str = "realtime-strategies-group"
+    nats_consumer_stream: str | None = None
+    """A JetStream stream to read the input from, through a durable pull consumer (§2b)."""
+    nats_consumer_stream_create: bool = False
+    nats_consumer_stream_max_age_seconds: float = 86400.0
+    nats_consumer_rebuild_seconds: float = 600.0
+    """On a restart in JetStream mode: input time re-judged (without publishing) before the first
+    unacknowledged message, so history windows and cool-downs are whole again."""
+    shard_index: int = 0
+    shard_count: int = 1
+    """``RTSIG_SHARD=k/N``: this replica judges the symbols with ``fnv1a_32(symbol) % N == k``."""
     nats_creds: Path | None = None
     """A ``.creds`` file (user JWT + nkey seed) for NATS deployments with accounts."""
     nats_nkey_seed: Path | None = None
@@ -112,6 +122,12 @@ class Settings:
             nats_publisher_topic=r.text("NATS_PUBLISHER_TOPIC", cls.nats_publisher_topic,
                                         _publisher_subject),
             nats_consumer_group=r.text("NATS_CONSUMER_GROUP", cls.nats_consumer_group, _subject),
+            nats_consumer_stream=r.checked("NATS_CONSUMER_STREAM", _stream_name),
+            nats_consumer_stream_create=r.boolean("NATS_CONSUMER_STREAM_CREATE", False),
+            nats_consumer_stream_max_age_seconds=r.get("NATS_CONSUMER_STREAM_MAX_AGE", "24h", _duration),
+            nats_consumer_rebuild_seconds=r.number("NATS_CONSUMER_REBUILD_SECONDS",
+                                                   cls.nats_consumer_rebuild_seconds, lo=0, hi=86400),
+            **_shard(r),
             nats_creds=_path(r.checked("NATS_CREDS", _creds_file)),
             nats_nkey_seed=_path(r.checked("NATS_NKEY_SEED", _seed_file)),
             nats_tls_ca=_path(r.checked("NATS_TLS_CA", _readable_file)),
@@ -315,6 +331,42 @@ def _in_range(x: float, lo: float | None, hi: float | None, lo_open: bool, hi_op
     if hi is not None and (x > hi or (hi_open and x == hi)):
         return False
     return True
+
+
+def _stream_name(name: str, value: str) -> str:
+    if not re.match(r"^[A-Za-z0-9_\-]{1,64}$", value):
+        raise SettingsError(name, value, "a JetStream stream name (letters, digits, _ and -)")
+    return value
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(name: str, value: str) -> float:
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", value)
+    if not m or float(m.group(1)) <= 0:
+        raise SettingsError(name, value, "a positive duration such as 3600, 90m, 24h or 7d")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+
+
+def _shard(r: "_Reader") -> dict[str, int]:
+    """``RTSIG_SHARD=k/N``, or ``RTSIG_SHARD_INDEX`` + ``RTSIG_SHARD_COUNT`` (the index may be a
+    StatefulSet pod name such as ``rtsig-2``: its ordinal is used)."""
+    shard = r.raw("RTSIG_SHARD")
+    if shard is not None:
+        m = re.match(r"^\s*(\d+)\s*/\s*(\d+)\s*$", shard)
+        if not m or not 0 <= int(m.group(1)) < int(m.group(2)) <= 1024:
+            raise SettingsError("RTSIG_SHARD", shard, "k/N with 0 <= k < N <= 1024, e.g. 0/3")
+        return {"shard_index": int(m.group(1)), "shard_count": int(m.group(2))}
+    count = r.integer("RTSIG_SHARD_COUNT", 1, lo=1, hi=1024)
+    raw_index = r.raw("RTSIG_SHARD_INDEX")
+    if raw_index is None:
+        return {"shard_index": 0, "shard_count": count}
+    m = re.match(r"^(?:.*-)?(\d+)$", raw_index.strip())
+    if not m or int(m.group(1)) >= count:
+        raise SettingsError("RTSIG_SHARD_INDEX", raw_index,
+                            f"an index 0..{count - 1} below RTSIG_SHARD_COUNT (or a pod name ending in -<index>)")
+    return {"shard_index": int(m.group(1)), "shard_count": count}
 
 
 def _path(value: str | None) -> Path | None:

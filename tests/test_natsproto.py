@@ -297,3 +297,19 @@ def test_after_a_long_outage_the_subscriber_is_back_as_soon_as_the_server_accept
 async def _until(predicate) -> None:
     while not predicate():
         await asyncio.sleep(0.005)
+
+
+def test_stream_sequences_from_both_ack_subject_formats():
+    from rtsig.natsframe import stream_sequences
+
+    acks = ["$JS.ACK.IN.rtsig-0.1.42.40.1700000000000000000.7",
+            "$JS.ACK.hub.ACCHASH.IN.rtsig-0.2.77.75.1700000000000000000.0.tok",
+            ""]
+    data = b"".join(msg(b"x", reply=a or None) for a in acks)
+    buf = np.frombuffer(data, dtype=np.uint8).copy()
+    starts, ends = np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64)
+    meta = np.zeros((3, 3), dtype=np.int64)
+    scan_frames(buf, 0, len(data), starts, ends, meta, 0, 3)
+    out = np.zeros(3, dtype=np.int64)
+    stream_sequences(buf, meta, out)
+    assert out.tolist() == [42, 77, -1]

@@ -58,12 +58,12 @@ def _worker(settings: Settings, store: Store, index: int, waker_fd: int) -> None
     worker_main(settings, store, index, waker_fd)
 
 
-def _web(settings: Settings) -> None:
+def _web(settings: Settings, supervisor_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # before the imports: a stop may come any time
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from web.server import web_main
 
-    web_main(settings)
+    web_main(settings, supervisor_pid)  # dies with the supervisor, even of a kill -9
 
 
 def new_wakers(n_workers: int) -> list[int]:
@@ -206,7 +206,7 @@ class Supervisor:
         workers = [Child(f"worker-{i}", _worker, (self.settings, store, i, wakers[i]), warmed=True,
                          row=C.ROW_WORKER0 + i)
                    for i in range(self.settings.workers)]
-        web = Child("web", _web, (self.settings,), warmed=False) if self.web else None
+        web = Child("web", _web, (self.settings, os.getpid()), warmed=False) if self.web else None
         children = [ingest, *workers] + ([web] if web else [])
         store.counters[C.ROW_SUPERVISOR][C.INGEST_STARTED_NS] = time.time_ns()
         # one zygote for the first start; it registers the configured symbols before forking

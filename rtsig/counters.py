@@ -69,6 +69,10 @@ CONFIDENCE_WIDTH = len(CONFIDENCE_BOUNDS) + 3  # buckets, +Inf bucket, sum (micr
 CONFIDENCE_BASE = STRATEGY_LATENCY_BASE + len(REALTIME_IDS) * HISTOGRAM_WIDTH  # + number · width
 N_COUNTERS = 256
 INPUT_FRAMED = N_COUNTERS - 1
+SIGNALS_REBUILT = N_COUNTERS - 2
+"""Worker: signals re-made while rebuilding history after a JetStream restart (not published)."""
+INPUT_REDELIVERED = N_COUNTERS - 3
+"""Ingest: JetStream deliveries already judged (redelivered after a reconnect): skipped."""
 """Ingest: messages read off the NATS connection whole. Every one is handed off to the workers
 (``MESSAGES_HANDED_OFF``), dropped over the backlog limit (``INPUT_DROPPED_OVER_LIMIT``) or still
 in the backlog: nothing received leaves by another way."""
@@ -86,7 +90,7 @@ assert SIGNALS_BASE + 2 * len(REALTIME_IDS) <= EVALUATED_BASE
 assert EVALUATED_BASE + len(REALTIME_IDS) <= SIGNALS_BELOW_CONFIDENCE
 assert CONFIG_CHANGES_BASE + len(STRATEGIES) <= CONFIG_STORE_STATE
 assert MESSAGES_HANDED_OFF < PROCESSING_LATENCY
-assert CONFIDENCE_BASE + len(REALTIME_IDS) * CONFIDENCE_WIDTH <= INPUT_FRAMED
+assert CONFIDENCE_BASE + len(REALTIME_IDS) * CONFIDENCE_WIDTH <= INPUT_REDELIVERED
 
 _BOUNDS_NS = tuple(int(b * 1e9) for b in LATENCY_BOUNDS_S)
 """Bucket bounds in ns, for :func:`bisect.bisect_left` (a NumPy call per observation costs µs)."""

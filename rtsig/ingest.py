@@ -14,6 +14,7 @@ dropped and counted (``INPUT_DROPPED_OVER_LIMIT``), as are messages a lost conne
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
 import signal
@@ -21,15 +22,15 @@ import time
 
 import numpy as np
 
-from rtsig import codes
+from rtsig import codes, durable
 from rtsig import counters as C
 from rtsig.decode import Decoder, new_event_buffers
 from rtsig.eventring import route_events, wake_workers
 from rtsig.layout import CURSOR_HEAD, CURSOR_TAIL
 from rtsig.logs import RateLimiter
 from rtsig.natsauth import NatsAuth
-from rtsig.natsconn import CIRCUIT_CLOSED, CIRCUIT_OPEN
-from rtsig.natsproto import FastSubscriber
+from rtsig.natsconn import CIRCUIT_CLOSED, CIRCUIT_OPEN, connect
+from rtsig.natsproto import FastSubscriber, PullConsumer
 from rtsig.settings import Settings
 from rtsig.store import Store
 from rtsig.zygote import supervisor_and_zygote
@@ -41,6 +42,10 @@ FAST_BATCH = 4096
 """Messages decoded per jitted call at most (a busy socket read holds ~100-400)."""
 BACKPRESSURE_WAIT_S = 0.0002
 """How long the ingest waits before retrying when a worker is a full ring behind."""
+ACK_DRAIN_S = 5.0
+"""JetStream mode, at shutdown: how long to wait for the workers to judge what was delivered."""
+REBUILD_IDLE_S = 2.0
+"""JetStream mode: a rebuild that receives nothing for this long has read all there is."""
 BACKLOG_LIMIT_BYTES = 1 << 30
 """Received bytes the ingest holds while the workers are behind; beyond, new messages are dropped
 (counted): ~3.5 M realistic messages, 35 s of a flat-out feed."""
@@ -66,44 +71,150 @@ class Ingest:
         self.row[C.PROCESS_PID] = os.getpid()
         self.f_status = np.zeros(FAST_BATCH, dtype=np.int16)
         self.f_events, self.f_ids = new_event_buffers(FAST_BATCH)
-        self.sub = FastSubscriber(NatsAuth.from_settings(self.settings), self.settings.nats_consumer_topic,
-                                  self.settings.nats_consumer_group, "rtsig-ingest",
-                                  on_data=self._flush, on_state=self._state, batch=FAST_BATCH,
-                                  limit_bytes=BACKLOG_LIMIT_BYTES)
+        self.auth = NatsAuth.from_settings(self.settings)
+        self.acks: durable.AckTracker | None = None
+        self.rebuild_until = 0
+        self._counted = np.zeros(4, dtype=np.int64)
+        """Counts of subscribers already closed (the rebuild's), added to the live one's."""
+        self.sub = self._subscriber(None)  # counts and gauges exist before anything connects
+        pull = None
+        if self.settings.nats_consumer_stream:
+            pull = await self._resume_durable()
+            if pull is None:
+                return 0
+        sharded = self.settings.shard_count > 1
+        queue = None if sharded else self.settings.nats_consumer_group
+        self.sub = self._subscriber(pull, queue)
         self.sub.start()
-        log.info("subscribing to %s (queue %s)", self.settings.nats_consumer_topic,
-                 self.settings.nats_consumer_group)
+        log.info("reading %s", f"JetStream stream {pull.stream} through consumer {pull.consumer}" if pull
+                 else f"{self.settings.nats_consumer_topic} " + (
+                     f"as shard {self.settings.shard_index}/{self.settings.shard_count}" if sharded
+                     else f"in queue group {queue}"))
         while not self._stopping():
             self._stamp()
+            self._acknowledge()
             await asyncio.sleep(TICK_S)
-        await self.sub.close()  # stop intake; what was received is still decoded below
+        await self._finish()
+        return 0
+
+    def _subscriber(self, pull: PullConsumer | None, queue: str | None = None) -> FastSubscriber:
+        return FastSubscriber(self.auth, self.settings.nats_consumer_topic, queue, "rtsig-ingest",
+                              on_data=self._flush, on_state=self._state, batch=FAST_BATCH,
+                              limit_bytes=BACKLOG_LIMIT_BYTES, pull=pull)
+
+    async def _finish(self) -> None:
+        """Stop intake, judge what was received, and (JetStream) acknowledge what was judged."""
+        if self.acks is not None:
+            self.sub.pull_stopped = True  # no more requests; what was delivered is judged below
+            await self._drain_backlog()
+            deadline = time.monotonic() + ACK_DRAIN_S
+            while self.acks.pending and time.monotonic() < deadline:
+                self._acknowledge()
+                await asyncio.sleep(0.01)
+            self._acknowledge()
+            await self.sub.flush_writes()
+        await self.sub.close()
         self.row[C.SUBSCRIBED] = 0
+        await self._drain_backlog()
+        self._stamp()
+
+    async def _drain_backlog(self) -> None:
         while self.sub.framed:
             self._flush()
             self._stamp()
             if self.sub.framed:
                 await asyncio.sleep(BACKPRESSURE_WAIT_S)
-        self._stamp()
-        return 0
 
+    # ----- JetStream
+    async def _resume_durable(self) -> PullConsumer | None:
+        """Stream and durable consumer ready, history rebuilt; None if stopped meanwhile."""
+        settings = self.settings
+        control = await connect(settings, "rtsig-ingest-control", np.zeros(C.N_COUNTERS, dtype=np.int64),
+                                stopping=self._stopping)
+        if control is None:
+            return None
+        try:
+            while True:
+                try:
+                    point = await durable.prepare(control, settings)
+                    break
+                except Exception as exc:  # noqa: BLE001 - no stream yet, JetStream off, a timeout
+                    if self.limiter.allow("durable"):
+                        log.error("cannot use JetStream stream %s: %s", settings.nats_consumer_stream, exc)
+                    for _ in range(20):
+                        self._stamp()
+                        if self._stopping():
+                            return None
+                        await asyncio.sleep(TICK_S)
+            self.acks = durable.AckTracker()
+            if point.floor_seq and settings.nats_consumer_rebuild_seconds > 0:
+                await self._rebuild(control, point)
+            self.acks.last_seq = max(self.acks.last_seq, point.floor_seq)
+            self.rebuild_until = 0
+        finally:
+            await control.close()
+        return durable.pull_for(settings, durable.durable_name(settings))
+
+    async def _rebuild(self, control, point: durable.ResumePoint) -> None:
+        """Judge, without publishing, the stream up to the acknowledgement floor (from
+        ``NATS_CONSUMER_REBUILD_SECONDS`` before it), so windows and cool-downs are whole."""
+        settings = self.settings
+        when = point.floor_time or datetime.datetime.now(datetime.timezone.utc)
+        since = when - datetime.timedelta(seconds=settings.nats_consumer_rebuild_seconds)
+        name = await durable.rebuild_consumer(control, settings, since)
+        self.rebuild_until = point.floor_seq
+        started = time.monotonic()
+        self.sub = self._subscriber(durable.pull_for(settings, name))
+        self.sub.start()
+        idle_since, last_received = time.monotonic(), 0
+        while self.acks.last_seq < point.floor_seq and not self._stopping():
+            self._stamp()
+            if self.sub.received != last_received:
+                idle_since, last_received = time.monotonic(), self.sub.received
+            elif time.monotonic() - idle_since > REBUILD_IDLE_S:
+                break  # the stream has nothing more before the floor (aged out, or purged)
+            await asyncio.sleep(0.01)
+        self.sub.pull_stopped = True
+        self.row[C.INPUT_REDELIVERED] += self.sub.framed  # past the floor: the durable sends them
+        await self.sub.close()
+        self._counted += self._input_counts()
+        await durable.delete_consumer(control, settings, name)
+        log.info("rebuilt history from %s up to stream sequence %d in %.2f s", since.isoformat(),
+                 self.acks.last_seq, time.monotonic() - started)
+
+    def _acknowledge(self) -> None:
+        if self.acks is None or self.rebuild_until:
+            return
+        rows = self.store.counters
+        held = int(rows[C.ROW_WORKER0:C.ROW_WORKER0 + self.store.layout.n_workers, C.PUBLISH_BUFFERED].sum())
+        reply = self.acks.ready(self.store.event_cursors, held)
+        if reply is not None:
+            self.sub.ack(reply)
+
+    # ----- counters
     def _stamp(self) -> None:
         """The heartbeat, and the subscriber's counts, into the counter row."""
         self.row[C.ALIVE_NS] = time.time_ns()
         self._count_input()
 
+    def _input_counts(self) -> np.ndarray:
+        sub = self.sub
+        return np.array([sub.reconnects, sub.received, sub.truncated, sub.dropped_over_limit],
+                        dtype=np.int64)
+
     def _count_input(self) -> None:
         """Messages read, dropped and reconnects: before any of them is handed off, so that
         ``INPUT_FRAMED >= MESSAGES_HANDED_OFF + INPUT_DROPPED_OVER_LIMIT`` whenever it is read."""
-        sub = self.sub
-        self.row[C.RECONNECTS] = sub.reconnects
-        self.row[C.INPUT_FRAMED] = sub.received
-        self.row[C.INPUT_TRUNCATED] = sub.truncated
-        self.row[C.INPUT_DROPPED_OVER_LIMIT] = sub.dropped_over_limit
+        counts = self._input_counts() + self._counted
+        self.row[C.RECONNECTS] = counts[0]
+        self.row[C.INPUT_FRAMED] = counts[1]
+        self.row[C.INPUT_TRUNCATED] = counts[2]
+        self.row[C.INPUT_DROPPED_OVER_LIMIT] = counts[3]
 
     def _state(self, connected: bool) -> None:
         self._count_input()
         self.row[C.NATS_CONNECTED] = int(connected)
-        self.row[C.SUBSCRIBED] = int(connected)
+        self.row[C.SUBSCRIBED] = int(connected) if not self.rebuild_until else 0
         self.row[C.CIRCUIT_STATE] = CIRCUIT_CLOSED if connected else CIRCUIT_OPEN
 
     def _flush(self) -> None:
@@ -113,24 +224,42 @@ class Ingest:
         self._count_input()
         s = self.store
         cursors = s.event_cursors
+        acks = self.acks
         while sub.framed:
             room = s.layout.event_ring - int((cursors[:, CURSOR_HEAD] - cursors[:, CURSOR_TAIL]).max())
             n = min(sub.framed, room, FAST_BATCH)
             if n <= 0:
                 break
+            if acks is not None:  # JetStream: skip redeliveries, stop at the rebuild's floor
+                seqs = acks.sequences(sub.buffer, sub.frame_meta(n))
+                again, n = acks.split(seqs)
+                if self.rebuild_until:
+                    n = int(np.searchsorted(seqs[:n], self.rebuild_until, side="right"))
+                    if n == 0 and not again:
+                        return  # past the floor: the durable consumer delivers these
+                if again:
+                    self.row[C.INPUT_REDELIVERED] += again
+                    sub.consumed(again)
+                    continue
             starts, ends, receipt_ns = sub.spans(n)
             nxt, n_events = self.decoder.decode_spans(sub.buffer, starts, ends, receipt_ns,
                                                       self.f_status, self.f_events, self.f_ids)
             if n_events:
                 route_events(self.f_events, self.f_ids, n_events, s.symbols, s.events,
                              s.event_message_ids, cursors, self.row, self.wake)
+                if self.rebuild_until:
+                    durable.mark_silent(cursors)
                 wake_workers(self.wake, self.wakers)
             if nxt:
                 self._log_bad_input(self.f_status[:nxt])
+                if acks is not None:
+                    acks.decoded(seqs[:nxt], sub.buffer, sub.frame_meta(nxt), cursors[:, CURSOR_HEAD])
             self.row[C.MESSAGES_HANDED_OFF] += nxt
             sub.consumed(nxt)
             if nxt < n:
                 break  # a worker is a full ring behind
+        if acks is not None:
+            self._acknowledge()
         if sub.framed and not self.flush_scheduled:
             self.flush_scheduled = True
             self.row[C.BACKPRESSURE_WAITS] += 1

@@ -142,6 +142,12 @@ EVENT_DTYPE = np.dtype([
 
 # Event ring cursors, one cache line each so the ingest and a worker never share one.
 CURSOR_HEAD, CURSOR_TAIL, CURSOR_SLEEPING = 0, 8, 16
+CURSOR_SILENT = 1
+CURSOR_PUBLISHED = 9
+"""Written by the worker beside its tail (JetStream mode): every signal of the events before this
+ring position is on the wire — a NATS flush confirmed it — so their input may be acknowledged."""
+"""Written by the ingest beside the head: events before this ring position are judged without
+publishing (JetStream mode's history rebuild re-judges input whose signals were already sent)."""
 CURSOR_WIDTH = 24
 
 

@@ -146,6 +146,8 @@ class FastSubscriber:
         self.pull = pull
         self.subject = f"_INBOX.rtsig.{os.urandom(8).hex()}" if pull else subject
         self.queue = None if pull else queue
+        self.pull_stopped = False
+        """Pull mode: no more requests (shutdown, or the rebuild reached its end)."""
         self._requests: collections.deque[int] = collections.deque()
         """Pull mode: messages still expected from each open request, oldest first."""
         self.name = name
@@ -329,7 +331,7 @@ class FastSubscriber:
     def request_more(self) -> None:
         """Keep two pull requests open unless the backlog is full (no-op for a subscription)."""
         pull, link = self.pull, self.link
-        if pull is None or link is None or self.closing:
+        if pull is None or link is None or self.closing or self.pull_stopped:
             return
         while len(self._requests) < 2 and self.backlog.framed + sum(self._requests) < pull.max_backlog:
             body = orjson.dumps({"batch": pull.batch, "expires": int(pull.expires_s * 1e9)})
@@ -344,6 +346,14 @@ class FastSubscriber:
             return False
         link.write(b"PUB " + reply_subject + b" 0\r\n\r\n")
         return True
+
+    async def flush_writes(self, timeout_s: float = 2.0) -> None:
+        """Until what was written (acknowledgements) has left for the server, or the timeout."""
+        link = self.link
+        deadline = time.monotonic() + timeout_s
+        while link is not None and not link.lost and link.transport is not None \
+                and link.transport.get_write_buffer_size() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
 
     def _delivered(self, n: int) -> None:
         """``n`` messages arrived: they fill the oldest requests first."""

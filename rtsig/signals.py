@@ -5,13 +5,15 @@ cool-down (``min_signal_interval``; a suppressed candidate does not restart it),
 field of the contract and serialises it with orjson. Candidates are rare next to messages, so
 this runs in Python — but signals come in bursts (one socket read can trigger dozens), and every
 microsecond here delays the rest of the burst, so the per-signal path avoids NumPy scalars,
-``uuid.uuid4`` and ``strftime`` (about 35 → 15 µs per signal; docs/PERFORMANCE-notes.md).
+``uuid`` objects and ``strftime`` (about 35 → 15 µs per signal; docs/PERFORMANCE-notes.md). The
+``signal_id`` is derived from the input (:func:`signal_id_for`), so a signal made again for the
+same input — a JetStream redelivery, a replay, the offline run — has the same id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import os
 import time
 from typing import Callable
 
@@ -61,10 +63,19 @@ def iso_utc_ms(epoch_ns: int) -> str:
     return f"{_iso_second[1]}.{ns // 1_000_000:03d}Z"
 
 
-def new_signal_id() -> str:
-    """A random (version 4, RFC 4122 variant) UUID as text: ``uuid.uuid4()`` without its objects."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
+SIGNAL_ID_NAMESPACE = bytes.fromhex("6f1c4e0a9b3d4e7f8a2b5c6d7e8f9012")
+"""The UUID namespace of rtsig's signal ids (``uuid.uuid5(namespace, name)``, without objects)."""
+
+
+def signal_id_for(message_id: str | None, strategy_id: str, action: str, symbol: str,
+                  event_time_ms: int) -> str:
+    """The signal's id, derived from its input, so that a signal made again for the same input
+    (a JetStream redelivery, a replay, the offline run) has the same id: a name-based (version 5,
+    RFC 4122) UUID of the input message id — or, for input without one, of the symbol and event
+    time — with the strategy and the action. ``Nats-Msg-Id`` carries it for de-duplication."""
+    key = message_id if message_id else f"{symbol}@{event_time_ms}"
+    raw = bytearray(hashlib.sha1(SIGNAL_ID_NAMESPACE + f"{key}:{strategy_id}:{action}".encode()).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -133,7 +144,8 @@ class SignalBuilder:
         if name is None:
             name = self._names[sid] = self.symbol_name(sid)
         return {
-            "signal_id": new_signal_id(),
+            "signal_id": signal_id_for(message_id, strategy_id, codes.ACTION_NAMES[action], name,
+                                       event_time_ms),
             "strategy_id": strategy_id,
             "strategy": strategy_id,
             "source": self.settings.signal_source,

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.output import OUT_CONFIDENCE, OUT_CURRENT_PRICE, OUT_INDICATORS, OUT_METADATA, OUT_PRICE, OUT_WIDTH
@@ -18,7 +18,9 @@ from rtsig import counters as C
 from rtsig.params import ParameterTable
 from rtsig.registry import strategy_number
 from rtsig.settings import Settings
-from rtsig.signals import SignalBuilder, iso_utc_ms, new_signal_id, risk_levels, serialize, strength
+from rtsig.signals import (
+    SIGNAL_ID_NAMESPACE, SignalBuilder, iso_utc_ms, risk_levels, serialize, signal_id_for, strength,
+)
 
 SKEW = strategy_number("orderbook_skew")
 FIELDS = {"signal_id", "strategy_id", "strategy", "source", "symbol", "action", "confidence", "strength",
@@ -73,7 +75,9 @@ def test_every_contract_field_is_present_and_typed():
         (49999.5, 50000.5, "abc-123", 1_730_462_400_123)
     assert meta["strategy_config"] == {"version": 0, "parameters": {}, "source": "default", "is_override": False}
     assert signal["timestamp"] == "2024-01-01T00:00:00.123Z"
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", signal["signal_id"])
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", signal["signal_id"])
+    assert signal["signal_id"] == str(uuid.uuid5(uuid.UUID(bytes=SIGNAL_ID_NAMESPACE),
+                                                 "abc-123:orderbook_skew:buy"))
     assert orjson.loads(serialize(signal)) == signal
     assert counters[C.signal_counter(SKEW, codes.ACTION_BUY)] == 1
 
@@ -143,9 +147,19 @@ def test_iso_utc_ms_equals_datetime_in_any_order(epochs_ns):
         assert iso_utc_ms(epoch_ns) == want
 
 
-def test_signal_ids_are_random_rfc4122_version_4_uuids():
-    ids = [new_signal_id() for _ in range(2000)]
-    assert len(set(ids)) == len(ids)
-    for text in ids[:200]:
-        parsed = uuid.UUID(text)
-        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+@settings(max_examples=200)
+@given(st.one_of(st.none(), st.text(min_size=1, max_size=40)), st.sampled_from(["orderbook_skew", "trade_momentum"]),
+       st.sampled_from(["buy", "sell"]), st.text(min_size=1, max_size=12), st.integers(0, 2**45))
+def test_signal_ids_are_uuid5_of_the_input_strategy_and_action(message_id, strategy, action, symbol, t_ms):
+    """Deterministic: the same input gives the same id (JetStream redeliveries, replays, offline)."""
+    key = message_id if message_id else f"{symbol}@{t_ms}"
+    want = uuid.uuid5(uuid.UUID(bytes=SIGNAL_ID_NAMESPACE), f"{key}:{strategy}:{action}")
+    got = signal_id_for(message_id, strategy, action, symbol, t_ms)
+    assert got == str(want) and uuid.UUID(got).version == 5
+
+
+def test_signal_ids_differ_by_input_strategy_and_action():
+    ids = {signal_id_for(m, s, a, "BTCUSDT", 1) for m in ("m1", "m2", None) for s in ("x", "y") for a in ("buy", "sell")}
+    assert len(ids) == 12
+
+

@@ -21,6 +21,7 @@ from rtsig.codes import SHUTDOWN_DRAIN
 from rtsig.config.notify import bump_epoch, parse_notice
 from rtsig.config.service import ConfigService
 from rtsig.eventring import awake, consumed, pending, try_sleep
+from rtsig.layout import CURSOR_PUBLISHED, CURSOR_SILENT, CURSOR_TAIL
 from rtsig.natsconn import connect
 from rtsig.params import ParameterTable
 from rtsig.settings import Settings
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 CHUNK_EVENTS = 1024
 """Events judged per jitted call; the loop yields to NATS I/O between chunks."""
 TICK_S = 0.2
+PUBLISH_CONFIRM_S = 0.02
+"""JetStream mode: how often a worker confirms with a NATS flush which signals are on the wire."""
 """Housekeeping period: shutdown flag, config epoch, liveness, and a safety poll of the ring."""
 
 
@@ -43,39 +46,39 @@ class SignalPublisher:
     def __init__(self, row, limit: int) -> None:
         self.row = row
         self.nc = None
-        self.held: collections.deque[tuple[str, bytes]] = collections.deque()
+        self.held: collections.deque[tuple[str, bytes, dict | None]] = collections.deque()
         self.limit = limit
 
-    async def publish(self, subject: str, payload: bytes) -> bool:
+    async def publish(self, subject: str, payload: bytes, headers: dict | None = None) -> bool:
         """True when handed to the connection; False when held for later."""
         nc = self.nc
         if nc is not None and nc.is_connected and not self.held:
             try:
-                await nc.publish(subject, payload)
+                await nc.publish(subject, payload, headers=headers)
                 self.row[C.PUBLISHED] += 1
                 return True
             except Exception as exc:  # noqa: BLE001 - connection lost between check and write
                 self.row[C.PUBLISH_ERRORS] += 1
                 log.debug("publish failed, holding the signal: %s", exc)
-        self._hold(subject, payload)
+        self._hold(subject, payload, headers)
         return False
 
-    def _hold(self, subject: str, payload: bytes) -> None:
+    def _hold(self, subject: str, payload: bytes, headers: dict | None) -> None:
         if len(self.held) >= self.limit:
             self.row[C.PUBLISH_DROPPED] += 1
             if not self.held:
                 return
             self.held.popleft()
-        self.held.append((subject, payload))
+        self.held.append((subject, payload, headers))
         self.row[C.PUBLISH_BUFFERED] = len(self.held)
 
     async def release_held(self) -> None:
         """Send what was held (on reconnect), oldest first."""
         nc = self.nc
         while self.held and nc is not None and nc.is_connected:
-            subject, payload = self.held[0]
+            subject, payload, headers = self.held[0]
             try:
-                await nc.publish(subject, payload)
+                await nc.publish(subject, payload, headers=headers)
             except Exception:  # noqa: BLE001 - down again: keep the rest
                 self.row[C.PUBLISH_ERRORS] += 1
                 break
@@ -102,6 +105,8 @@ class Worker:
         self.judge = EventJudge(store, self.params, builder, C.ROW_WORKER0 + index, CHUNK_EVENTS)
         self.builder = builder
         self.publisher = SignalPublisher(self.row, settings.publish_buffer)
+        self.msg_id_header = settings.nats_consumer_stream is not None
+        """JetStream mode: ``Nats-Msg-Id`` lets a signals stream drop signals made again."""
         self.ring_events = store.events[index]
         self.ring_ids = store.event_message_ids[index]
         self.mask = self.ring_events.shape[0] - 1
@@ -121,6 +126,7 @@ class Worker:
             await self.publisher.nc.subscribe(self.settings.config_subject, cb=self._on_config_notice)
         loop.add_reader(self.waker_fd, self._on_wake)
         ticker = asyncio.create_task(self._tick())
+        confirmer = asyncio.create_task(self._confirm_published()) if self.msg_id_header else None
         try:
             while True:
                 self.wake.clear()
@@ -136,9 +142,35 @@ class Worker:
                     pass
         finally:
             ticker.cancel()
+            if confirmer is not None:
+                confirmer.cancel()
             loop.remove_reader(self.waker_fd)
             await self._close()
+            if confirmer is not None and not self.publisher.held:  # _close flushed everything
+                cursors = self.store.event_cursors
+                cursors[self.index, CURSOR_PUBLISHED] = cursors[self.index, CURSOR_TAIL]
         return 0
+
+    async def _confirm_published(self) -> None:
+        """JetStream mode: stamp how far every signal is on the wire, for the ingest's acks.
+
+        A position is stamped only after a NATS flush that started after its events were
+        judged returned, and while no signal is held for a lost connection."""
+        cursors = self.store.event_cursors
+        while True:
+            await asyncio.sleep(PUBLISH_CONFIRM_S)
+            tail = int(cursors[self.index, CURSOR_TAIL])
+            if tail == int(cursors[self.index, CURSOR_PUBLISHED]):
+                continue
+            nc = self.publisher.nc
+            if nc is None or not nc.is_connected or self.publisher.held:
+                continue
+            try:
+                await nc.flush(timeout=2)
+            except Exception:  # noqa: BLE001 - not confirmed: try again later
+                continue
+            if not self.publisher.held:
+                cursors[self.index, CURSOR_PUBLISHED] = tail
 
     def _on_wake(self) -> None:
         try:
@@ -158,11 +190,14 @@ class Worker:
                     return
                 continue
             count = min(head - tail, CHUNK_EVENTS, self.mask + 1 - (tail & self.mask))
-            await self._judge_chunk(tail, count)
+            silent_until = int(cursors[self.index, CURSOR_SILENT])
+            if tail < silent_until:  # history being rebuilt: judged, never published again
+                count = min(count, silent_until - tail)
+            await self._judge_chunk(tail, count, silent=tail < silent_until)
             consumed(cursors, self.index, tail + count)
             await asyncio.sleep(0)  # let the NATS client read and write between chunks
 
-    async def _judge_chunk(self, tail: int, count: int) -> None:
+    async def _judge_chunk(self, tail: int, count: int, silent: bool = False) -> None:
         first = tail & self.mask
         before = [int(self.row[C.EVALUATED_BASE + s]) for s in range(C.N_STRATEGY_COUNTERS)]
         t0 = time.perf_counter_ns()
@@ -174,8 +209,12 @@ class Worker:
                 C.observe(self.row, C.STRATEGY_LATENCY_BASE + s * C.HISTOGRAM_WIDTH, elapsed // count, n)
         last = self.ring_events[(first + count - 1)]
         self.row[C.CONSUMER_LAG_NS] = max(0, time.time_ns() - int(last["receipt_ns"]))
+        if silent:
+            self.row[C.SIGNALS_REBUILT] += len(signals)
+            return
         for sig, receipt_ns in zip(signals, self.judge.receipts):
-            await self.publisher.publish(self.builder.subject(sig), serialize(sig))
+            headers = {"Nats-Msg-Id": sig["signal_id"]} if self.msg_id_header else None
+            await self.publisher.publish(self.builder.subject(sig), serialize(sig), headers)
             C.observe(self.row, C.PROCESSING_LATENCY, max(0, time.time_ns() - receipt_ns))
 
     # ----- housekeeping

@@ -9,6 +9,7 @@ from rtsig.config.notify import bump_epoch
 from rtsig.config.service import ChangeResult
 from rtsig.config.stores import ANY_SYMBOL
 from rtsig.counters import CONFIG_CHANGES_BASE
+from rtsig.errors import StoreUnavailable
 from rtsig.params import EffectiveConfig
 from rtsig.registry import STRATEGIES
 from web.deps import WebDeps
@@ -51,28 +52,42 @@ def config_dict(c: EffectiveConfig) -> dict:
 
 
 def store_metadata(deps: WebDeps) -> dict:
-    health = deps.config.health()
+    health = deps.config.health(refresh=False)  # the route read the store already (fresh)
     return {"config_store": health["store"], "config_state": health["state"],
             "serving_from": health["serving_from"], "degraded": health["degraded"]}
 
 
-def fresh(deps: WebDeps) -> None:
-    """Re-read the store when any process of the host changed it (the epoch moved) or the TTL passed."""
+def fresh(deps: WebDeps) -> bool:
+    """Re-read the store when any process of the host changed it (the epoch moved) or the TTL
+    passed; True when the store was read (or a read was waited for) just now."""
     if deps.header is not None:
         epoch = int(deps.header[0]["config_epoch"])
         if epoch != deps.epoch_seen:
             deps.epoch_seen = epoch
             deps.config.refresh()
-            return
-    deps.config.current()
+            return True
+    if deps.config.expired():
+        deps.config.refresh()
+        return True
+    return False
+
+
+def writable(deps: WebDeps) -> None:
+    """Refuse a change at once (503) when the read made for it just found the primary store
+    down: its write would only wait for the same timeout again."""
+    if fresh(deps) and deps.config.snapshot.degraded is not None:
+        raise StoreUnavailable(f"configuration store {deps.config.primary.name} is unreachable, so "
+                               f"changes are refused: {deps.config.snapshot.degraded}")
 
 
 # ----------------------------------------------------------------------------- reads
 def list_strategies(deps: WebDeps, call: Call) -> Reply:
     fresh(deps)
+    keys = list(deps.config.snapshot.configs)  # as just read: no second read of the store
     out = []
     for sid, st in STRATEGIES.items():
-        has_global, overrides = deps.config.stored_keys(sid)
+        has_global = any(k.strategy_id == sid and k.symbol is None for k in keys)
+        overrides = sorted(k.symbol for k in keys if k.strategy_id == sid and k.symbol is not None)
         out.append({"strategy_id": sid, "name": st.name, "description": st.description,
                     "enabled": bool(deps.settings.strategy_enabled.get(sid, False)),
                     "realtime": st.realtime, "has_global_config": has_global,
@@ -142,7 +157,7 @@ def _change_reply(deps: WebDeps, call: Call, result: ChangeResult, created: bool
 def post_config(deps: WebDeps, call: Call) -> Reply:
     b = call.body
     _authorised(deps, call, b["changed_by"])
-    fresh(deps)
+    writable(deps)
     result = deps.config.update(call.path["strategy_id"], call.path.get("symbol"), b["parameters"],
                                 b["changed_by"], b.get("reason") or "",
                                 validate_only=bool(b.get("validate_only")),

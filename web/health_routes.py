@@ -43,7 +43,7 @@ def checks(deps: WebDeps) -> dict[str, dict]:
         if failed:
             detail += f"; not alive: {list(failed)} ({'; '.join(f'worker {k}: {w}' for k, w in failed.items())})"
         out["workers"] = {"ok": not failed, "detail": detail}
-    health = deps.config.health()
+    health = deps.config.health(refresh=False)  # never waits on the store
     degraded = health["state"] != "primary"
     detail = f"{health['store']}: {health['state']}"
     if degraded:

@@ -108,7 +108,9 @@ class NatsAnnouncer:
 def production_deps(settings: Settings) -> WebDeps:
     store = Store.attach(segment_name(settings.instance), readonly=True)
     counters = store.writable("counters")[C.ROW_WEB]
-    return WebDeps(settings, ConfigService(settings, counters=counters), store,
+    config = ConfigService(settings, counters=counters)
+    config.refresh_in_background()  # the first read, before the first request needs it
+    return WebDeps(settings, config, store,
                    announce=NatsAnnouncer(settings), header=store.writable("header"),
                    counters=counters,
                    limiter=RateLimiter(settings.change_rate_limit))

@@ -228,25 +228,29 @@ class Worker:
         return self._shutdown() >= SHUTDOWN_DRAIN
 
     async def _tick(self) -> None:
+        refreshing: asyncio.Task | None = None
         while True:
             self.row[C.ALIVE_NS] = time.time_ns()
             epoch = int(self.store.header[0]["config_epoch"])
-            if epoch != self.epoch or self.config.expired():
+            # the store is read beside the tick, never in it: a hung store must not stop the
+            # liveness stamp (a bump seen meanwhile is handled once the running read ends)
+            if (refreshing is None or refreshing.done()) and (epoch != self.epoch or self.config.expired()):
                 bumped = epoch != self.epoch
                 self.epoch = epoch
-                await self._refresh_config(reload=bumped)
-                self.row[C.CONFIG_EPOCH_SEEN] = epoch
+                refreshing = asyncio.create_task(self._refresh_config(reload=bumped, epoch=epoch))
             if self._shutdown() >= SHUTDOWN_DRAIN:
                 self.wake.set()
             await asyncio.sleep(TICK_S)
 
-    async def _refresh_config(self, reload: bool) -> None:
+    async def _refresh_config(self, reload: bool, epoch: int | None = None) -> None:
         """Re-read the config store off the event loop; rebuild the parameter rows if it changed."""
         before = self.config.snapshot.fingerprint
         snapshot = await asyncio.to_thread(self.config.refresh)
         self.row[C.CONFIG_STORE_STATE] = C.CONFIG_STATES.index(self.config.state())
         if reload or snapshot.fingerprint != before:
             self.params.reload()
+        if epoch is not None:
+            self.row[C.CONFIG_EPOCH_SEEN] = epoch
 
     async def _on_config_notice(self, msg) -> None:
         """A change announced on NATS (another replica, or this host's API): wake every worker."""

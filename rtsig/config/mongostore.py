@@ -18,7 +18,8 @@ GLOBAL_COLLECTION = "strategy_configs_global"
 SYMBOL_COLLECTION = "strategy_configs_symbol"
 AUDIT_COLLECTION = "strategy_config_audit"
 TIMEOUT_MS = 2000
-"""Server selection, connect and socket timeouts: an outage is noticed in about 2 s."""
+"""Server selection, connect, socket and whole-operation (``timeoutMS``) timeouts: an outage or
+a hung server is noticed in about 2 s."""
 
 
 def _filter(key: ConfigKey) -> dict:
@@ -41,11 +42,14 @@ class MongoStore:
     def _collections(self):
         import pymongo
 
-        with self._lock:
+        if not self._lock.acquire(timeout=TIMEOUT_MS / 1000):
+            raise StoreUnavailable("mongodb config store busy: another call has waited on it "
+                                   f"for over {TIMEOUT_MS / 1000:g} s")
+        try:
             if self._db is None:
                 client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=TIMEOUT_MS,
                                              connectTimeoutMS=TIMEOUT_MS, socketTimeoutMS=TIMEOUT_MS,
-                                             appname="rtsig", retryWrites=False)
+                                             timeoutMS=TIMEOUT_MS, appname="rtsig", retryWrites=False)
                 db = client[self.database]
                 try:
                     db[GLOBAL_COLLECTION].create_index("strategy_id", unique=True)
@@ -57,6 +61,8 @@ class MongoStore:
                     raise
                 self._client, self._db = client, db
             return self._db
+        finally:
+            self._lock.release()
 
     def _call(self, work):
         import pymongo.errors as errors

@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 
 DEGRADED_RETRY_S = 5.0
 """While the primary store is down, how often reads try it again (at most the TTL)."""
+READ_WAIT_S = 2.5
+"""How long a read waits for another thread's read of the store before it serves the cached
+values. Each store call is bounded by ``rtsig.config.sqlstore.STORE_TIMEOUT_S`` and the MongoDB
+timeouts (2 s), so a hung store costs a read about 2 s, like a store that refuses; the wait is a
+little longer, so that a reader gets the answer of the read it waited for."""
 WRITE_RETRIES = 100
 """Attempts of a change without ``expected_version`` that keeps losing races (each lost race
 means another change got through, so this bounds nothing in practice but a broken store)."""
@@ -66,6 +71,10 @@ class ConfigService:
         self._snapshot = Snapshot()
         self._checked_at: float | None = None
         self._lock = threading.Lock()
+        self._reads = 0  # reads of the store completed (successful or not)
+        self._reading = False
+        self._background: threading.Thread | None = None
+        self._background_guard = threading.Lock()
         self._listeners: list[Callable[[ChangeResult], None]] = []
         self.mirror_errors = 0
 
@@ -91,7 +100,8 @@ class ConfigService:
         return self._snapshot
 
     def expired(self) -> bool:
-        if self._checked_at is None:
+        """The cache is due for a read (or a read is under way: its result is the fresh one)."""
+        if self._checked_at is None or self._reading:
             return True
         ttl = self.settings.config_cache_ttl_seconds
         if self._snapshot.degraded is not None:
@@ -99,29 +109,68 @@ class ConfigService:
         return self.clock() - self._checked_at >= ttl
 
     def refresh(self) -> Snapshot:
-        """Read every stored config now: primary, else fallback, else keep the last values."""
-        with self._lock:
-            now = self.clock()
-            self._checked_at = now
+        """Read every stored config now: primary, else fallback, else keep the last values.
+
+        One read at a time: a caller that finds another thread reading waits for it (at most
+        :data:`READ_WAIT_S`); if that read found the store down, it gets that answer rather
+        than asking the store again, and if the read is still stuck it gets the cached values.
+        """
+        reads = self._reads
+        waited = not self._lock.acquire(blocking=False)
+        if waited and not self._lock.acquire(timeout=READ_WAIT_S):
+            return self._snapshot
+        try:
+            if waited and self._reads > reads and self._snapshot.degraded is not None:
+                return self._snapshot  # the read we waited for found the store down
+            return self._refresh_locked()
+        finally:
+            self._lock.release()
+
+    def refresh_in_background(self) -> None:
+        """Start a :meth:`refresh` on a thread of its own unless one is running (never blocks)."""
+        with self._background_guard:
+            if self._background is not None and self._background.is_alive():
+                return
+            self._background = threading.Thread(target=self._refresh_quietly, name="config-refresh",
+                                                daemon=True)
+            self._background.start()
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # noqa: BLE001 - a background read must not die loudly; the next one retries
+            log.exception("background config refresh failed")
+
+    def _refresh_locked(self) -> Snapshot:
+        self._reading = True
+        try:
+            return self._read_stores()
+        finally:
+            self._reads += 1
+            self._reading = False
+
+    def _read_stores(self) -> Snapshot:
+        now = self.clock()
+        self._checked_at = now
+        try:
+            configs = self.primary.load_all()
+            self._snapshot = Snapshot(self._sanitized(configs), self.primary.name, now, None)
+            return self._snapshot
+        except StoreUnavailable as exc:
+            problem = f"{self.primary.name} unreachable: {exc}"
+        if self.fallback is not None:
             try:
-                configs = self.primary.load_all()
-                self._snapshot = Snapshot(self._sanitized(configs), self.primary.name, now, None)
+                configs = self.fallback.load_all()
+                self._snapshot = Snapshot(self._sanitized(configs), self.fallback.name, now,
+                                          problem)
                 return self._snapshot
             except StoreUnavailable as exc:
-                problem = f"{self.primary.name} unreachable: {exc}"
-            if self.fallback is not None:
-                try:
-                    configs = self.fallback.load_all()
-                    self._snapshot = Snapshot(self._sanitized(configs), self.fallback.name, now,
-                                              problem)
-                    return self._snapshot
-                except StoreUnavailable as exc:
-                    problem += f"; fallback {self.fallback.name} unreachable: {exc}"
-            last = self._snapshot
-            if last.degraded is None:
-                log.warning("config store degraded: %s", problem)
-            self._snapshot = Snapshot(last.configs, last.source, last.loaded_at, problem)
-            return self._snapshot
+                problem += f"; fallback {self.fallback.name} unreachable: {exc}"
+        last = self._snapshot
+        if last.degraded is None:
+            log.warning("config store degraded: %s", problem)
+        self._snapshot = Snapshot(last.configs, last.source, last.loaded_at, problem)
+        return self._snapshot
 
     def state(self) -> str:
         """One of :data:`rtsig.counters.CONFIG_STATES` for the current snapshot."""
@@ -134,9 +183,22 @@ class ConfigService:
             return CONFIG_STATES[1]
         return CONFIG_STATES[2]
 
-    def health(self) -> dict:
-        """For ``/ready`` and ``rtsig config``: which store, and whether reads are degraded."""
-        snap = self.current()
+    def health(self, refresh: bool = True) -> dict:
+        """For ``/ready`` and ``rtsig config``: which store, and whether reads are degraded.
+
+        ``refresh=False`` does not wait on the store: it answers from the cache and, when the
+        cache is due, starts a refresh in the background (``/ready`` must stay fast whatever
+        the store does). Only a process's first answer waits for its first read (at most
+        :data:`READ_WAIT_S`); the web server starts that read when a worker boots.
+        """
+        if refresh:
+            snap = self.current()
+        else:
+            if self.expired():
+                self.refresh_in_background()
+                if self._reads == 0:  # a process's very first answer waits for its first read, bounded
+                    self._background.join(READ_WAIT_S)
+            snap = self._snapshot
         return {"store": self.primary.name,
                 "fallback": None if self.fallback is None else self.fallback.name,
                 "state": self.state(), "serving_from": snap.source or "defaults",

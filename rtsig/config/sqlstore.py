@@ -44,6 +44,15 @@ def _where(key: ConfigKey) -> tuple[str, str, tuple]:
     return SYMBOL_TABLE, "strategy_id = ? AND symbol = ?", (key.strategy_id, key.symbol)
 
 
+STORE_TIMEOUT_S = 2
+"""Every call to a config store is bounded: connecting, each read and each write of the MySQL
+protocol, SQLite's wait for another process's write lock. A hung store (a stopped server, a
+lost network path) then looks like an outage within about this long, never like a freeze."""
+LOCK_WAIT_S = 2.0
+"""How long a call waits for another thread's call on the same connection before it reports the
+store as unavailable (the other call is bounded too, so this only trims the wait)."""
+
+
 class SqlStore:
     """The shared implementation; subclasses supply the connection, DDL and error classes."""
 
@@ -73,7 +82,10 @@ class SqlStore:
 
     def _run(self, work: Callable[[Any], Any]) -> Any:
         """Run ``work(cursor)`` in one transaction; connection trouble → StoreUnavailable."""
-        with self._lock:
+        if not self._lock.acquire(timeout=LOCK_WAIT_S):
+            raise StoreUnavailable(f"{self.name} config store busy: another call has waited on it "
+                                   f"for over {LOCK_WAIT_S:g} s")
+        try:
             try:
                 conn = self._connection()
                 cur = conn.cursor()
@@ -81,12 +93,16 @@ class SqlStore:
                     result = work(cur)
                     conn.commit()
                     return result
+                except self.connection_errors:
+                    raise  # no rollback on a connection that timed out: it is closed instead
                 except BaseException:
                     conn.rollback()
                     raise
             except self.connection_errors as exc:
                 self._reset()
                 raise StoreUnavailable(f"{self.name} config store unavailable: {exc}") from exc
+        finally:
+            self._lock.release()
 
     def _reset(self) -> None:
         conn, self._conn = self._conn, None
@@ -253,7 +269,8 @@ class SqliteStore(SqlStore):
 
     def _connect(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
+        # the busy timeout: how long a write waits for another process's write lock
+        conn = sqlite3.connect(self.path, timeout=STORE_TIMEOUT_S, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
@@ -282,12 +299,13 @@ class MysqlStore(SqlStore):
         "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
     )
 
-    def __init__(self, uri: str, connect_timeout_s: int = 3) -> None:
+    def __init__(self, uri: str, timeout_s: int = STORE_TIMEOUT_S) -> None:
         import MySQLdb
 
         super().__init__()
         self.params = parse_mysql_uri(uri)
-        self.params["connect_timeout"] = connect_timeout_s
+        # NOTE: whole seconds (the client library's unit); each bounds one network wait
+        self.params.update(connect_timeout=timeout_s, read_timeout=timeout_s, write_timeout=timeout_s)
         self.integrity_errors = (MySQLdb.IntegrityError,)
         self.connection_errors = (MySQLdb.OperationalError, MySQLdb.InterfaceError)
 

@@ -50,6 +50,12 @@ ACK_WAIT_S = 60.0
 """A delivery not acknowledged for this long is delivered again (the backlog may be deep)."""
 
 
+def input_subjects(settings: Settings) -> list[str]:
+    """The subjects the stream captures and the consumers read: the input, and the futures input."""
+    futures = settings.nats_futures_topic
+    return [settings.nats_consumer_topic] + ([futures] if futures else [])
+
+
 def durable_name(settings: Settings) -> str:
     """``<NATS_CONSUMER_GROUP>-<shard index>``: one durable consumer per shard."""
     return f"{settings.nats_consumer_group}-{settings.shard_index}"
@@ -80,12 +86,12 @@ async def prepare(nc, settings: Settings) -> ResumePoint:
         if not settings.nats_consumer_stream_create:
             raise StreamNotFound(f"JetStream stream {stream} does not exist: create it, or set "
                                  "NATS_CONSUMER_STREAM_CREATE=true") from None
-        await js.add_stream(StreamConfig(name=stream, subjects=[settings.nats_consumer_topic],
+        await js.add_stream(StreamConfig(name=stream, subjects=input_subjects(settings),
                                          max_age=settings.nats_consumer_stream_max_age_seconds))
-        log.info("created JetStream stream %s on %s", stream, settings.nats_consumer_topic)
+        log.info("created JetStream stream %s on %s", stream, ", ".join(input_subjects(settings)))
     name = durable_name(settings)
     config = ConsumerConfig(durable_name=name, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
-                            filter_subject=settings.nats_consumer_topic, max_ack_pending=MAX_ACK_PENDING,
+                            filter_subjects=input_subjects(settings), max_ack_pending=MAX_ACK_PENDING,
                             ack_wait=ACK_WAIT_S, max_deliver=-1)
     try:
         info = await js.consumer_info(stream, name)
@@ -112,7 +118,7 @@ async def rebuild_consumer(nc, settings: Settings, since: datetime.datetime) -> 
 
     info = await nc.jetstream().add_consumer(settings.nats_consumer_stream, ConsumerConfig(
         deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since, ack_policy=AckPolicy.NONE,
-        filter_subject=settings.nats_consumer_topic, inactive_threshold=60.0, mem_storage=True))
+        filter_subjects=input_subjects(settings), inactive_threshold=60.0, mem_storage=True))
     return info.name
 
 

@@ -26,9 +26,10 @@ from rtsig import codes, durable
 from rtsig import counters as C
 from rtsig.decode import Decoder, new_event_buffers
 from rtsig.eventring import route_events, wake_workers
-from rtsig.layout import CURSOR_HEAD, CURSOR_TAIL
+from rtsig.layout import CURSOR_HEAD, CURSOR_TAIL, VENUE_FUTURES
 from rtsig.logs import RateLimiter
 from rtsig.natsauth import NatsAuth
+from rtsig.natsframe import SubjectTable
 from rtsig.natsconn import CIRCUIT_CLOSED, CIRCUIT_OPEN, connect
 from rtsig.natsproto import FastSubscriber, PullConsumer
 from rtsig.settings import Settings
@@ -72,6 +73,9 @@ class Ingest:
         self.f_status = np.zeros(FAST_BATCH, dtype=np.int16)
         self.f_events, self.f_ids = new_event_buffers(FAST_BATCH)
         self.auth = NatsAuth.from_settings(self.settings)
+        futures = self.settings.nats_futures_topic
+        self.subjects: tuple[str, ...] = (self.settings.nats_consumer_topic,) + ((futures,) if futures else ())
+        self.subject_table = SubjectTable(list(self.subjects)) if futures else None
         self.acks: durable.AckTracker | None = None
         self.rebuild_until = 0
         self._counted = np.zeros(4, dtype=np.int64)
@@ -100,7 +104,15 @@ class Ingest:
     def _subscriber(self, pull: PullConsumer | None, queue: str | None = None) -> FastSubscriber:
         return FastSubscriber(self.auth, self.settings.nats_consumer_topic, queue, "rtsig-ingest",
                               on_data=self._flush, on_state=self._state, batch=FAST_BATCH,
-                              limit_bytes=BACKLOG_LIMIT_BYTES, pull=pull)
+                              limit_bytes=BACKLOG_LIMIT_BYTES, pull=pull, also=self.subjects[1:])
+
+    def _markets(self, n: int) -> np.ndarray | None:
+        """Per frame, ``VENUE_FUTURES`` for a message published on ``NATS_FUTURES_TOPIC`` (known by
+        its subject, also in a JetStream delivery), else 0 (the payload's shape decides)."""
+        if self.subject_table is None:
+            return None
+        which = self.subject_table.classify(self.sub.buffer, self.sub.frame_meta(n))
+        return np.where(which == 1, VENUE_FUTURES, 0).astype(np.uint8)
 
     async def _finish(self) -> None:
         """Stop intake, judge what was received, and (JetStream) acknowledge what was judged."""
@@ -243,7 +255,8 @@ class Ingest:
                     continue
             starts, ends, receipt_ns = sub.spans(n)
             nxt, n_events = self.decoder.decode_spans(sub.buffer, starts, ends, receipt_ns,
-                                                      self.f_status, self.f_events, self.f_ids)
+                                                      self.f_status, self.f_events, self.f_ids,
+                                                      self._markets(n))
             if n_events:
                 route_events(self.f_events, self.f_ids, n_events, s.symbols, s.events,
                              s.event_message_ids, cursors, self.row, self.wake)

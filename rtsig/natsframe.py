@@ -21,9 +21,10 @@ from numba import njit
 
 CTL_NONE, CTL_PING, CTL_PONG, CTL_INFO, CTL_OK, CTL_ERR, CTL_UNKNOWN, CTL_STATUS = 0, 1, 2, 3, 4, 5, 6, 7
 _CR, _LF, _SPACE, _TAB = 13, 10, 32, 9
-META_REPLY_START, META_REPLY_END, META_SID = 0, 1, 2
-META_WIDTH = 3
-"""Per frame: the reply subject's span (0, 0 without one: JetStream acks go there) and the sid."""
+META_REPLY_START, META_REPLY_END, META_SID, META_SUBJECT_START, META_SUBJECT_END = 0, 1, 2, 3, 4
+META_WIDTH = 5
+"""Per frame: the reply subject's span (0, 0 without one: JetStream acks go there), the sid, and
+the subject's span (a JetStream delivery carries the subject it was published on)."""
 _STATUS_PREFIX = b"NATS/1.0 "
 
 
@@ -117,6 +118,8 @@ def scan_frames(buf, pos, end, starts, ends, meta, first, max_msgs):
                 meta[first + n, META_REPLY_START] = 0
                 meta[first + n, META_REPLY_END] = 0
             meta[first + n, META_SID] = _digits(buf, tok_s[1], tok_e[1])
+            meta[first + n, META_SUBJECT_START] = tok_s[0]
+            meta[first + n, META_SUBJECT_END] = tok_e[0]
             n += 1
             pos = body + total + 2
             continue
@@ -167,6 +170,45 @@ def stream_sequences(buf, meta, out):
             value = value * 10 + (buf[k] - 48)
             k += 1
         out[f] = value
+
+
+@njit(cache=True)
+def classify_subjects(buf, meta, names, offsets, out):
+    """``out[f]`` = the index of frame ``f``'s subject among ``names`` (subjects packed end to
+    end, ``offsets[k]:offsets[k+1]`` the k-th), or -1 if it is none of them."""
+    for f in range(meta.shape[0]):
+        s, e = meta[f, META_SUBJECT_START], meta[f, META_SUBJECT_END]
+        out[f] = -1
+        for k in range(offsets.size - 1):
+            a, b = offsets[k], offsets[k + 1]
+            if b - a != e - s:
+                continue
+            same = True
+            for j in range(b - a):
+                if buf[s + j] != names[a + j]:
+                    same = False
+                    break
+            if same:
+                out[f] = k
+                break
+
+
+class SubjectTable:
+    """The subjects one subscriber reads, packed for :func:`classify_subjects`."""
+
+    def __init__(self, subjects: list[str]) -> None:
+        raw = [x.encode() for x in subjects]
+        self.names = np.frombuffer(b"".join(raw) or b"\0", dtype=np.uint8).copy()
+        self.offsets = np.cumsum([0] + [len(r) for r in raw]).astype(np.int64)
+        self._out = np.zeros(4096, dtype=np.int64)
+
+    def classify(self, buf: np.ndarray, meta: np.ndarray) -> np.ndarray:
+        n = meta.shape[0]
+        if self._out.size < n:
+            self._out = np.zeros(n, dtype=np.int64)
+        out = self._out[:n]
+        classify_subjects(buf, meta, self.names, self.offsets, out)
+        return out
 
 
 class Backlog:
@@ -308,3 +350,4 @@ class Backlog:
         self.ends[self.first:self.count] -= shift
         replies = self.meta[self.first:self.count, :META_REPLY_END + 1]
         replies[replies[:, META_REPLY_END] > 0] -= shift
+        self.meta[self.first:self.count, META_SUBJECT_START:META_SUBJECT_END + 1] -= shift

@@ -39,7 +39,6 @@ from rtsig.natsframe import (
 
 log = logging.getLogger(__name__)
 
-SID = b"1"
 CONNECT_TIMEOUT_S = 2.0
 """TCP connect, INFO and TLS handshake, each (a loopback or LAN server answers in ms)."""
 PING_INTERVAL_S = 5.0
@@ -140,12 +139,14 @@ class FastSubscriber:
     def __init__(self, auth: NatsAuth | str, subject: str, queue: str | None, name: str,
                  on_data: Callable[[], None], on_state: Callable[[bool], None],
                  batch: int = 4096, limit_bytes: int = 1 << 30,
-                 pull: PullConsumer | None = None) -> None:
+                 pull: PullConsumer | None = None, also: tuple[str, ...] = ()) -> None:
         self.auth = auth if isinstance(auth, NatsAuth) else NatsAuth.build(auth)
         self.pool: list[Server] = list(self.auth.servers)
         self.pull = pull
         self.subject = f"_INBOX.rtsig.{os.urandom(8).hex()}" if pull else subject
         self.queue = None if pull else queue
+        self.also = () if pull else tuple(also)
+        """More subjects on the same connection (sids 2, 3, …): the futures input, the feeds."""
         self.pull_stopped = False
         """Pull mode: no more requests (shutdown, or the rebuild reached its end)."""
         self._requests: collections.deque[int] = collections.deque()
@@ -205,13 +206,16 @@ class FastSubscriber:
         self.closing = True
         for link in (self.link,):
             if link is not None and link.transport is not None:
-                link.write(b"UNSUB " + SID + b"\r\n")
+                link.write(self._unsubscribe())
                 link.transport.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # ----- connections
+    def _unsubscribe(self) -> bytes:
+        return b"".join(b"UNSUB " + str(sid).encode() + b"\r\n" for sid in range(1, 2 + len(self.also)))
+
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -280,8 +284,9 @@ class FastSubscriber:
                 raise LoginRejected("the server requires a login: put user:password@ or a token in "
                                     "NATS_URL, or set NATS_NKEY_SEED or NATS_CREDS")
             queue = b" " + self.queue.encode() if self.queue else b""
-            link.write(b"CONNECT " + orjson.dumps(options) + b"\r\nSUB " + self.subject.encode()
-                       + queue + b" " + SID + b"\r\n")
+            subs = b"".join(b"SUB " + subject.encode() + queue + b" " + str(sid).encode() + b"\r\n"
+                            for sid, subject in enumerate((self.subject, *self.also), start=1))
+            link.write(b"CONNECT " + orjson.dumps(options) + b"\r\n" + subs)
             link.ping()
         except BaseException:
             if link.transport is not None:
@@ -424,7 +429,7 @@ class FastSubscriber:
                             old.server.address)
                 return
             old.drain_at = old.pings_sent + 1
-            old.write(b"UNSUB " + SID + b"\r\n")
+            old.write(self._unsubscribe())
             old.ping()
             try:
                 await asyncio.wait_for(asyncio.shield(old.drained), DRAIN_TIMEOUT_S)

@@ -68,12 +68,14 @@ SIGNAL_ID_NAMESPACE = bytes.fromhex("6f1c4e0a9b3d4e7f8a2b5c6d7e8f9012")
 
 
 def signal_id_for(message_id: str | None, strategy_id: str, action: str, symbol: str,
-                  event_time_ms: int) -> str:
+                  event_time_ms: int, market: str = "spot") -> str:
     """The signal's id, derived from its input, so that a signal made again for the same input
     (a JetStream redelivery, a replay, the offline run) has the same id: a name-based (version 5,
     RFC 4122) UUID of the input message id — or, for input without one, of the symbol and event
     time — with the strategy and the action. ``Nats-Msg-Id`` carries it for de-duplication."""
     key = message_id if message_id else f"{symbol}@{event_time_ms}"
+    if market != "spot":  # the same id on both markets' subjects must not give one signal id
+        key = f"{key}#{market}"
     raw = bytearray(hashlib.sha1(SIGNAL_ID_NAMESPACE + f"{key}:{strategy_id}:{action}".encode()).digest()[:16])
     raw[6] = (raw[6] & 0x0F) | 0x50
     raw[8] = (raw[8] & 0x3F) | 0x80
@@ -145,7 +147,7 @@ class SignalBuilder:
             name = self._names[sid] = self.symbol_name(sid)
         return {
             "signal_id": signal_id_for(message_id, strategy_id, codes.ACTION_NAMES[action], name,
-                                       event_time_ms),
+                                       event_time_ms, market),
             "strategy_id": strategy_id,
             "strategy": strategy_id,
             "source": self.settings.signal_source,

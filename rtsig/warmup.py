@@ -19,7 +19,7 @@ def warm_up(settings: Settings) -> None:
     import kernels
     from rtsig.decode import Decoder
     from rtsig.eventring import awake, consumed, pending, route_events, try_sleep
-    from rtsig.natsframe import scan_frames
+    from rtsig.natsframe import SubjectTable, scan_frames, stream_sequences
     from rtsig.params import ParameterTable
     from workers.evaluate import evaluate_events, new_candidate_buffers
 
@@ -37,8 +37,11 @@ def warm_up(settings: Settings) -> None:
                     store.trades, store.tickers, params.values, params.enabled,
                     store.counters[C.ROW_SUPERVISOR], info, rows)
     frames = np.zeros(4, dtype=np.int64)
-    scan_frames(np.frombuffer(b"PING\r\n", dtype=np.uint8).copy(), 0, 6, frames, frames.copy(),
-                np.zeros((4, 3), dtype=np.int64), 0, 4)
+    meta = np.zeros((4, 5), dtype=np.int64)
+    ping = np.frombuffer(b"PING\r\n", dtype=np.uint8).copy()
+    scan_frames(ping, 0, 6, frames, frames.copy(), meta, 0, 4)
+    stream_sequences(ping, meta, frames.copy())
+    SubjectTable(["a", "b"]).classify(ping, meta)
     cursors = store.event_cursors
     tail, head = pending(cursors, 0)
     consumed(cursors, 0, tail)

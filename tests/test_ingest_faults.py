@@ -8,6 +8,7 @@ the live signals equal the offline run's wherever the input is known exactly.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 
@@ -20,6 +21,7 @@ from tests.live_helpers import (
     connect,
     feed,
     multiset_diff,
+    new_uid,
     offline_signals,
     publish_all,
     settle,
@@ -145,3 +147,44 @@ def test_kill_9_of_the_server_under_load_every_message_read_is_judged(nats_serve
     assert len(messages) - len(messages) // 2 <= total - before_second and total <= len(messages)
     print(f"\nkill -9 under load: {before_second} of {len(messages) // 2} read before the restart "
           f"completed, {int(ingest[C.INPUT_TRUNCATED])} cut off mid-frame")
+
+
+def _without_spot_marks(message: bytes) -> bytes:
+    """A 24 h ticker without the fields only spot tickers carry (``b``, ``B``, ``x``): its shape
+    then says nothing of its market, as with a minimal ticker."""
+    if b"@ticker" not in message:
+        return message
+    envelope = json.loads(message)
+    for key in ("b", "B", "x", "a", "A"):
+        envelope["data"].pop(key, None)
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def test_tickers_on_the_futures_subject_are_futures_data(nats_server, services, tmp_path):
+    """NATS_FUTURES_TOPIC: a payload whose shape does not say its market (a 24 h ticker is the
+    same in both) is taken as USD-M futures because of the subject it came on, and its signals
+    say so; payloads whose shape is conclusive (a spot partial book, a spot trade) stay spot."""
+    messages = [_without_spot_marks(m) for m in feed(150, SEED + 3)]
+    uid = new_uid()
+    env = {"NATS_FUTURES_TOPIC": f"{uid}.futures", "SIGNAL_MARKETS": "spot,usdm"}
+    service = services(nats_server.url, env=env, uid=uid)
+    expected, _ = offline_signals(write_lines(tmp_path / "feed.jsonl", messages), service.env)
+    assert {s["strategy_id"] for s in expected} >= {"ticker_velocity", "orderbook_skew"}
+
+    async def scenario() -> list[dict]:
+        nc = await connect(nats_server.url)
+        sink = await SignalSink().subscribe(nc, service.out_subject)
+        await publish_all(nc, env["NATS_FUTURES_TOPIC"], messages, rate=5000)
+        await settle([service], len(messages))
+        await wait_sink(sink, service)
+        await nc.close()
+        return sink.signals
+
+    live = asyncio.run(scenario())
+    markets = {(s["strategy_id"], s["metadata"]["market"]) for s in live}
+    assert ("ticker_velocity", "usdm") in markets and ("ticker_velocity", "spot") not in markets
+    assert ("orderbook_skew", "spot") in markets and ("orderbook_skew", "usdm") not in markets
+    for s in expected:
+        if s["strategy_id"] == "ticker_velocity":
+            s["metadata"]["market"] = "usdm"
+    assert not multiset_diff(live, expected), multiset_diff(live, expected)

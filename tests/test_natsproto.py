@@ -24,7 +24,7 @@ def scan(data: bytes, max_msgs: int = 16):
     buf = np.frombuffer(data, dtype=np.uint8).copy()
     starts = np.zeros(max_msgs, dtype=np.int64)
     ends = np.zeros(max_msgs, dtype=np.int64)
-    meta = np.zeros((max_msgs, 3), dtype=np.int64)
+    meta = np.zeros((max_msgs, 5), dtype=np.int64)
     pos, n, ctl, cs, ce, _ = scan_frames(buf, 0, len(data), starts, ends, meta, 0, max_msgs)
     payloads = [data[starts[k]:ends[k]] for k in range(n)]
     return int(pos), payloads, int(ctl), data[cs:ce] if ctl else b""
@@ -62,7 +62,7 @@ def test_control_lines_stop_the_scan_and_are_reported(line, kind):
 def scan_meta(data: bytes, max_msgs: int = 16):
     buf = np.frombuffer(data, dtype=np.uint8).copy()
     starts, ends = np.zeros(max_msgs, dtype=np.int64), np.zeros(max_msgs, dtype=np.int64)
-    meta = np.zeros((max_msgs, 3), dtype=np.int64)
+    meta = np.zeros((max_msgs, 5), dtype=np.int64)
     pos, n, ctl, cs, ce, resume = scan_frames(buf, 0, len(data), starts, ends, meta, 0, max_msgs)
     frames = [(data[starts[k]:ends[k]], data[meta[k, 0]:meta[k, 1]], int(meta[k, 2])) for k in range(n)]
     return frames, int(ctl), data[cs:ce] if ctl else b"", int(resume)
@@ -308,7 +308,7 @@ def test_stream_sequences_from_both_ack_subject_formats():
     data = b"".join(msg(b"x", reply=a or None) for a in acks)
     buf = np.frombuffer(data, dtype=np.uint8).copy()
     starts, ends = np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64)
-    meta = np.zeros((3, 3), dtype=np.int64)
+    meta = np.zeros((3, 5), dtype=np.int64)
     scan_frames(buf, 0, len(data), starts, ends, meta, 0, 3)
     out = np.zeros(3, dtype=np.int64)
     stream_sequences(buf, meta, out)

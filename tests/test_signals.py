@@ -158,8 +158,9 @@ def test_signal_ids_are_uuid5_of_the_input_strategy_and_action(message_id, strat
     assert got == str(want) and uuid.UUID(got).version == 5
 
 
-def test_signal_ids_differ_by_input_strategy_and_action():
-    ids = {signal_id_for(m, s, a, "BTCUSDT", 1) for m in ("m1", "m2", None) for s in ("x", "y") for a in ("buy", "sell")}
-    assert len(ids) == 12
+def test_signal_ids_differ_by_input_strategy_action_and_market():
+    ids = {signal_id_for(m, s, a, "BTCUSDT", 1, market) for m in ("m1", "m2", None) for s in ("x", "y")
+           for a in ("buy", "sell") for market in ("spot", "usdm")}
+    assert len(ids) == 24
 
 

@@ -20,6 +20,14 @@ _COLOURS = {"buy": "\033[32m", "sell": "\033[31m"}
 _RESET = "\033[0m"
 
 
+def signal_subjects(topic: str) -> list[str]:
+    """What to subscribe to so that every signal is heard: the placeholders ``{strategy_id}`` and
+    ``{symbol}`` are one token each (``*``); a plain topic also has per-strategy subjects below it."""
+    if "{" in topic:
+        return [topic.replace("{strategy_id}", "*").replace("{symbol}", "*")]
+    return [topic, f"{topic}.>"]
+
+
 def describe(signal: dict, colour: bool = False) -> str:
     """``12:00:00.123 BUY  BTCUSDT  orderbook_skew   conf 0.82 strong  @ 66999.96  SL … TP …``."""
     action = str(signal.get("action", "?"))
@@ -70,9 +78,8 @@ async def tail(settings: Settings, raw_json: bool, write: Callable[[str], None] 
         if count is not None and seen >= count:
             done.set()
 
-    topic = settings.nats_publisher_topic
-    await nc.subscribe(topic, cb=on_signal)
-    await nc.subscribe(f"{topic}.>", cb=on_signal)
+    for subject in signal_subjects(settings.nats_publisher_topic):
+        await nc.subscribe(subject, cb=on_signal)
     try:
         await done.wait()
     finally:

@@ -377,3 +377,11 @@ def test_the_demos_in_process_replay_round_and_tail_ride_over_a_restart(
     assert final["reconnects"] == 1
     assert "rtsig tail: reconnected to NATS" in err
 
+
+
+def test_tail_hears_every_subject_the_publisher_topic_can_make():
+    from rtsig.tail import signal_subjects
+
+    assert signal_subjects("signals.trading") == ["signals.trading", "signals.trading.>"]
+    assert signal_subjects("signals.trading.{strategy_id}") == ["signals.trading.*"]
+    assert signal_subjects("cio.intent.trading.{strategy_id}.{symbol}") == ["cio.intent.trading.*.*"]

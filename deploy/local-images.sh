@@ -82,7 +82,10 @@ debian_security() {
         /^Suites:/ && /bookworm-security/ { print uri; exit }' | head -n1
 }
 
+base_done=0
 build_base() {
+    [ "$base_done" = 0 ] || return 0
+    base_done=1
     if have "$base" && [ "${LOCAL_IMAGES_FORCE:-0}" != 1 ]; then return; fi
     command -v debootstrap >/dev/null || {
         say "debootstrap is missing (apt-get install debootstrap)"; exit 1; }
@@ -157,3 +160,5 @@ echo "$IMAGES" | while IFS='=' read -r image dir; do
         --build-arg "BASE=$base" -t "$image" "$standins/$dir" >/dev/null
     say "$image ready ($(($(date +%s) - start)) s)"
 done
+# Stand-ins replaced by a rebuild are left untagged: remove them.
+"$DOCKER" image prune -f --filter "label=$label" >/dev/null 2>&1 || true

@@ -107,7 +107,13 @@ class CountersCollector:
                        for action, name in codes.ACTION_NAMES.items()])
         yield counter("signals_suppressed", "Candidates not published, by reason.", ["reason"],
                       [(["below_confidence"], int(total[C.SIGNALS_BELOW_CONFIDENCE])),
-                       (["cooldown"], int(total[C.SIGNALS_COOLDOWN]))])
+                       (["cooldown"], int(total[C.SIGNALS_COOLDOWN])),
+                       (["market"], int(total[C.SIGNALS_OTHER_MARKET])),
+                       (["rebuilding_history"], int(total[C.SIGNALS_REBUILT]))])
+        yield counter("symbols_evicted", "Idle symbols whose slot went to a new one (TRADING_SYMBOLS=*).",
+                      value=int(total[C.SYMBOLS_EVICTED]))
+        yield counter("input_redelivered", "JetStream deliveries already judged, skipped.",
+                      value=int(total[C.INPUT_REDELIVERED]))
         yield counter("signals_published", "Signals handed to NATS.", value=int(total[C.PUBLISHED]))
         yield counter("publish_errors", "Failed signal publishes (held and retried).",
                       value=int(total[C.PUBLISH_ERRORS]))

@@ -30,14 +30,17 @@ IGN_KLINE = 2
 IGN_NON_MARKET_TRADE = 3
 IGN_CONTROL = 4
 IGN_OTHER = 5
+IGN_NOT_OWNED = 6
+"""A symbol another shard judges (``RTSIG_SHARD``): discarded before its payload is decoded."""
 IGNORED_NAMES = {
     IGN_DEPTH_DIFF: "depth_diff",
     IGN_KLINE: "kline",
     IGN_NON_MARKET_TRADE: "non_market_trade",
     IGN_CONTROL: "control",
     IGN_OTHER: "other",
+    IGN_NOT_OWNED: "not_owned",
 }
-N_IGNORED = 6
+N_IGNORED = 7
 
 # Error reasons: bad input, dropped.
 ERR_NOT_JSON = 1

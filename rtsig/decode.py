@@ -28,6 +28,12 @@ Decisions beyond the spec (also in docs/DESIGN.md):
   A symbol's entry is (name, market): spot and futures never share books, trades or cool-downs.
 * A book is checked against its symbol's own newest trade (else ticker) price; trades and
   tickers name their symbol themselves and are the reference, never cross-checked.
+* Symbol shards (``RTSIG_SHARD=k/N``, interfaces.md §2b): a message whose stream names a symbol
+  with ``fnv1a_32(upper(symbol)) mod N != k`` is ``not_owned``. When ``stream`` precedes ``data``
+  (as Binance and the socket client write it) the payload is skipped unparsed; otherwise the
+  decision follows the scan. A message naming no symbol (control, errors) is decoded by every
+  shard. A later repeated ``stream`` key that names an owned symbol gets the full scan again, so
+  an owned message is decoded exactly as without shards.
 """
 
 from __future__ import annotations
@@ -123,6 +129,8 @@ CH_LT, CH_A, CH_B, CH_C, CH_V, CH_U, CH_BIG_B, CH_BIG_A, CH_I, CH_R, CH_LX = \
 
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
+FNV32_OFFSET = 0x811C9DC5
+FNV32_PRIME = 0x01000193
 
 
 @njit(cache=True, inline="always")
@@ -142,6 +150,34 @@ def symbol_hash(buf, s, e):
     for k in range(s, e):
         h = (h ^ np.uint64(_upper(buf[k]))) * FNV_PRIME
     return h
+
+
+@njit(cache=True, inline="always")
+def _fnv1a_32(buf, s, e, fold):
+    h = np.uint64(FNV32_OFFSET)
+    for k in range(s, e):
+        c = _upper(buf[k]) if fold else buf[k]
+        h = ((h ^ np.uint64(c)) * np.uint64(FNV32_PRIME)) & np.uint64(0xFFFFFFFF)
+    return np.int64(h)
+
+
+@njit(cache=True)
+def fnv1a_32(buf, s, e):
+    """32-bit FNV-1a of the bytes ``buf[s:e]`` (as an int64 in [0, 2**32))."""
+    return _fnv1a_32(buf, s, e, False)
+
+
+@njit(cache=True)
+def symbol_fnv1a_32(buf, s, e):
+    """``fnv1a_32`` of the symbol ``buf[s:e]`` with ASCII letters upper-cased: what picks a
+    symbol's shard (``mod RTSIG_SHARD_COUNT``)."""
+    return _fnv1a_32(buf, s, e, True)
+
+
+def shard_of(symbol: str, shard_count: int) -> int:
+    """The shard that judges ``symbol`` among ``shard_count`` (``RTSIG_SHARD=k/N``: k)."""
+    raw = np.frombuffer(symbol.encode(), dtype=np.uint8)
+    return int(symbol_fnv1a_32(raw, 0, raw.shape[0])) % shard_count
 
 
 @njit(cache=True, inline="always")
@@ -380,9 +416,11 @@ def _copy_message_id(buf, ms, me, out_row):
 # ----------------------------------------------------------------------------- the envelope
 
 Envelope = namedtuple("Envelope", ("status", "stream_s", "stream_e", "data_seen", "data_is_object",
-                                   "ts_s", "ts_e", "mid_s", "mid_e", "control"))
+                                   "ts_s", "ts_e", "mid_s", "mid_e", "control", "skipped"))
 """What the top-level scan found: a status (0, or an ERR_ for malformed JSON), the spans of
-``stream``, ``timestamp`` and ``message_id`` (-1 when absent), and flags (0/1)."""
+``stream``, ``timestamp`` and ``message_id`` (-1 when absent), and flags (0/1); ``skipped``: the
+payload was passed over unparsed (its stream, as far as the scan had read, named a symbol of
+another shard)."""
 Sides = namedtuple("Sides", ("bid_count", "ask_count", "level_err", "sides_seen", "zero_qty"))
 """Order-book levels parsed into the scratch book while the payload was walked: counts per
 side, the first level error, which sides were level arrays (bit 0 bids, bit 1 asks), and
@@ -391,7 +429,7 @@ whether any level had quantity 0 (a diff's deletion)."""
 
 @njit(cache=True, inline="always")
 def _envelope_error(status):
-    return Envelope(status, -1, -1, 0, 0, -1, -1, -1, -1, 0), Sides(0, 0, 0, 0, 0)
+    return Envelope(status, -1, -1, 0, 0, -1, -1, -1, -1, 0, 0), Sides(0, 0, 0, 0, 0)
 
 
 @njit(cache=True, inline="always")
@@ -472,10 +510,48 @@ def _field_slot(buf, ks, ke):
     return -1
 
 
+@njit(cache=True)
+def _skip_container(buf, i, n):
+    """Index just past the object or array at ``buf[i]``, brackets counted and strings jumped
+    over without validating anything (exact for valid JSON); -1 if it never closes."""
+    depth = 0
+    while i < n:
+        c = buf[i]
+        if c == QUOTE:
+            i += 1
+            while i < n and buf[i] != QUOTE:
+                i += 2 if buf[i] == 92 else 1
+            if i >= n:
+                return -1
+        elif c == LBRACE or c == LBRACKET:
+            depth += 1
+        elif c == RBRACE or c == RBRACKET:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return -1
+
+
 @njit(cache=True, inline="always")
-def _scan_envelope(buf, s, n, fs, fe, scratch, stack):
+def _not_owned(buf, stream_s, stream_e, shard_index, shard_count):
+    """The ``stream`` value at ``buf[stream_s:stream_e]`` names a symbol another shard judges.
+    False without shards, without a stream, or for one naming no symbol (control, malformed):
+    those are decoded, and counted, by every shard."""
+    if shard_count <= 1 or stream_s < 0 or buf[stream_s] != QUOTE:
+        return False
+    kind, at = _stream_kind(buf, stream_s + 1, stream_e - 1)
+    if kind >= 1000 or at < 0:
+        return False
+    return symbol_fnv1a_32(buf, stream_s + 1, at) % shard_count != shard_index
+
+
+@njit(cache=True, inline="always")
+def _scan_envelope(buf, s, n, fs, fe, scratch, stack, shard_index, shard_count):
     """One pass over the message ``buf[s:n]``: ``(Envelope, Sides)``. Validates the JSON
-    completely; the payload's fields are left in ``fs``/``fe`` (all -1 when there is none)."""
+    completely, except a payload whose stream (read before it) names a symbol of another shard:
+    that one is skipped unparsed (``skipped``). The payload's fields are left in ``fs``/``fe``
+    (all -1 when there is none or it was skipped)."""
     stream_s = -1
     stream_e = -1
     data_seen = 0
@@ -485,6 +561,7 @@ def _scan_envelope(buf, s, n, fs, fe, scratch, stack):
     mid_s = -1
     mid_e = -1
     control = 0
+    skipped = 0
     sides = Sides(0, 0, 0, 0, 0)
     i = skip_ws(buf, s, n)
     if i >= n:
@@ -519,7 +596,11 @@ def _scan_envelope(buf, s, n, fs, fe, scratch, stack):
                 sides = Sides(0, 0, 0, 0, 0)
                 data_seen = 0 if buf[i] == 110 else 1  # null counts as missing
                 data_is_object = 1 if buf[i] == LBRACE else 0
-                if data_is_object:
+                skipped = 0
+                if data_is_object and _not_owned(buf, stream_s, stream_e, shard_index, shard_count):
+                    skipped = 1
+                    i = _skip_container(buf, i, n)
+                elif data_is_object:
                     i, sides = _scan_payload(buf, i, n, fs, fe, scratch, stack)
                 else:
                     i = value_end(buf, i, n, stack)
@@ -551,7 +632,7 @@ def _scan_envelope(buf, s, n, fs, fe, scratch, stack):
     if skip_ws(buf, i, n) != n:
         return _envelope_error(codes.ERR_NOT_JSON)
     return Envelope(0, stream_s, stream_e, data_seen, data_is_object, ts_s, ts_e, mid_s, mid_e,
-                    control), sides
+                    control, skipped), sides
 
 
 @njit(cache=True, inline="always")
@@ -1236,17 +1317,33 @@ def _decode_mark_price(buf, fs, fe, t_ms, receipt_ns, sym_s, sym_e, st, bounds, 
     return codes.STATUS_OK
 
 
+@njit(cache=True)
+def _rescan_envelope(buf, s, n, fs, fe, scratch, stack):
+    """The full scan of a message whose payload a shard skipped before a later ``stream`` key
+    named one of its own symbols (rare: kept out of line)."""
+    return _scan_envelope(buf, s, n, fs, fe, scratch, stack, 0, 1)
+
+
 @njit(cache=True, inline="always")
 def _decode_one(buf, s, n, receipt_ns, subject_venue, st, bounds, allow_new, n_workers,
-                lag_limits, counters, event, msgid_row, fs, fe, scratch, stack):
+                lag_limits, counters, event, msgid_row, fs, fe, scratch, stack, shard_index,
+                shard_count):
     """Decode one message ``buf[s:n]``: a status (codes.STATUS_*, ERR_*, -IGN_*) and the
     KIND_* stored (0 if none). ``event`` is written only for a stored depth, trade or ticker
     (the kinds a strategy judges); otherwise it is left untouched. ``subject_venue`` is
     VENUE_FUTURES for a message from the futures subject (it decides only where the payload's
-    shape does not), else 0."""
-    env, sides = _scan_envelope(buf, s, n, fs, fe, scratch, stack)
+    shape does not), else 0. With ``shard_count`` > 1 a symbol of another shard is
+    ``-IGN_NOT_OWNED``, decided by the stream as soon as the scan has it."""
+    env, sides = _scan_envelope(buf, s, n, fs, fe, scratch, stack, shard_index, shard_count)
     if env.status != 0:
         return env.status, 0
+    if shard_count > 1:
+        if _not_owned(buf, env.stream_s, env.stream_e, shard_index, shard_count):
+            return -codes.IGN_NOT_OWNED, 0
+        if env.skipped:
+            env, sides = _rescan_envelope(buf, s, n, fs, fe, scratch, stack)
+            if env.status != 0:
+                return env.status, 0
     status, kind, sym_s, sym_e = _route(buf, env, fs, fe)
     if status != 0:
         return status, 0
@@ -1276,7 +1373,8 @@ def _decode_one(buf, s, n, receipt_ns, subject_venue, st, bounds, allow_new, n_w
 @njit(cache=True)
 def decode_batch(data, starts, ends, receipt_ns, first, header, symbols, symbol_names,
                  symbol_slots, market, book_meta, book_levels, trades, tickers, counters, allow_new,
-                 n_workers, lag_limits, status_out, events_out, msgid_out, markets):
+                 n_workers, lag_limits, status_out, events_out, msgid_out, markets, shard_index,
+                 shard_count):
     """Decode messages ``first, first+1, …`` packed in ``data``: ``(next, n_events)``.
 
     Message ``k`` is ``data[starts[k]:ends[k]]`` received at ``receipt_ns[k]`` (a length over
@@ -1286,7 +1384,8 @@ def decode_batch(data, starts, ends, receipt_ns, first, header, symbols, symbol_
     ``events_out`` / ``msgid_out`` in input order; ``counters`` is this process's counter row.
     Decoding stops at the first message whose ring is ``lag_limits`` ahead of its worker
     (``STATUS_BLOCKED``): ``next`` is that message, to be retried once the worker has caught
-    up; nothing is lost or counted twice.
+    up; nothing is lost or counted twice. ``shard_index``/``shard_count``: this replica's symbol
+    shard (0/1: every symbol); other shards' symbols are ``not_owned``.
     """
     n_msgs = starts.shape[0]
     fs = np.empty(N_FIELDS, dtype=np.int64)
@@ -1310,7 +1409,7 @@ def decode_batch(data, starts, ends, receipt_ns, first, header, symbols, symbol_
             status, kind = _decode_one(
                 data, s, e, receipt_ns[k], subject_venue, st, bounds, allow_new, n_workers,
                 lag_limits, counters, events_out[n_events:n_events + 1][0], msgid_out[n_events],
-                fs, fe, scratch, stack)
+                fs, fe, scratch, stack, shard_index, shard_count)
         status_out[k] = status
         if status == codes.STATUS_BLOCKED:
             return k, n_events
@@ -1345,9 +1444,14 @@ class Decoder:
     """
 
     def __init__(self, store, counter_row: int, allow_new: bool, capacity: int = 256,
-                 buffer_bytes: int = 1 << 20) -> None:
+                 buffer_bytes: int = 1 << 20, shard_index: int = 0, shard_count: int = 1) -> None:
         from rtsig.registry import STRATEGIES
 
+        if not 0 <= shard_index < shard_count:
+            raise ValueError(f"shard {shard_index}/{shard_count}: need 0 <= index < count")
+        self.shard_index = int(shard_index)
+        self.shard_count = int(shard_count)
+        """This replica's symbol shard (``RTSIG_SHARD``); other shards' symbols are ``not_owned``."""
         self.store = store
         self.counters = store.counters[counter_row]
         self.allow_new = allow_new
@@ -1421,7 +1525,8 @@ class Decoder:
             data, starts, ends, receipt_ns, 0, s.header, s.symbols, s.symbol_names,
             s.symbol_slots, s.market, s.book_meta, s.book_levels, s.trades, s.tickers,
             self.counters, self.allow_new, s.layout.n_workers, self.lag_limits, status, events,
-            message_ids, self._no_markets if markets is None else markets)
+            message_ids, self._no_markets if markets is None else markets, self.shard_index,
+            self.shard_count)
         self._after_evictions()
         return int(nxt), int(n_events)
 
@@ -1447,7 +1552,8 @@ class Decoder:
             self._data, self._starts[:n], self._ends[:n], self._receipt[:n], self.first, s.header,
             s.symbols, s.symbol_names, s.symbol_slots, s.market, s.book_meta, s.book_levels,
             s.trades, s.tickers, self.counters, self.allow_new, s.layout.n_workers,
-            self.lag_limits, self.status, self.events, self.message_ids, self._markets[:n])
+            self.lag_limits, self.status, self.events, self.message_ids, self._markets[:n],
+            self.shard_index, self.shard_count)
         self._after_evictions()
         self.first = int(nxt)
         self.last_status = self.status[self.decoded_from:self.first]

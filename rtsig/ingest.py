@@ -59,7 +59,8 @@ class Ingest:
         self.wakers = wakers
         self.row = store.counters[C.ROW_INGEST]
         self.decoder = Decoder(store, C.ROW_INGEST, settings.trading_symbols is None,
-                               capacity=min(settings.book_ring, 256))
+                               capacity=min(settings.book_ring, 256),
+                               shard_index=settings.shard_index, shard_count=settings.shard_count)
         self.wake = np.zeros(store.layout.n_workers, dtype=np.uint8)
         self.flush_scheduled = False
         self.limiter = RateLimiter(60.0)

@@ -29,7 +29,9 @@ class OfflineRun:
         self.store = Store.in_memory(settings, n_workers=1)
         self.params = ParameterTable(settings, settings.max_symbols, cli_overrides=cli_overrides)
         batch = min(settings.book_ring, 256)
-        self.decoder = Decoder(self.store, OFFLINE_ROW, settings.trading_symbols is None, capacity=batch)
+        # the live ingest's shard (RTSIG_SHARD): N offline shards together give one unsharded run
+        self.decoder = Decoder(self.store, OFFLINE_ROW, settings.trading_symbols is None, capacity=batch,
+                               shard_index=settings.shard_index, shard_count=settings.shard_count)
         row = self.store.counters[OFFLINE_ROW]
         builder = SignalBuilder(settings, self.params, self.store.last_signal_ms, row,
                                 self.store.symbol_name)

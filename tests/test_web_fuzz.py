@@ -150,7 +150,7 @@ CASES: list[tuple[str, str, str, dict, int]] = [
     ("main", "GET", "/api/v1/metrics/pressure/{symbol}", {"path_parameters": {"symbol": "NOPE"}}, 404),
     ("main", "GET", "/api/v1/metrics/summary", {}, 200),
     ("main", "GET", "/api/v1/metrics/all", {"query": {"sort_by": "pressure", "sort_order": "desc", "limit": 1,
-                                                      "trend": "rising", "min_pressure": -100}}, 200),
+                                                      "trend": "bullish", "min_pressure": -100}}, 200),
     ("main", "GET", "/api/v1/metrics/all", {"query": {"min_pressure": 50, "max_pressure": 0}}, 400),
     ("main", "GET", "/healthz", {}, 200),
     ("main", "GET", "/ready", {}, 200),

@@ -66,7 +66,7 @@ def test_depth_metrics_of_a_published_book_match_an_independent_computation(nats
     asyncio.run(publish())
     status, body = get_json(service, "/api/v1/metrics/depth/ETHUSDT")
     assert status == 200, body
-    data, ref = body["data"], reference_depth(BIDS, ASKS)
+    data, ref = body, reference_depth(BIDS, ASKS)  # a bare object, as the seed's examples read it
     assert data["symbol"] == "ETHUSDT"
     checks = {("imbalance", "ratio"): ref["imbalance_ratio"], ("imbalance", "bid_volume"): ref["bid_volume"],
               ("imbalance", "ask_volume"): ref["ask_volume"],
@@ -95,8 +95,8 @@ def test_depth_metrics_of_a_published_book_match_an_independent_computation(nats
                                                   "bearish" if ref["net_pressure"] < -20 else "neutral")
     # the supervisor samples the book into the pressure history once per second
     wait_until(lambda: get_json(service, "/api/v1/metrics/pressure/ETHUSDT?timeframe=1m")[1]
-               ["data"]["total_data_points"] >= 2, 10.0, "two pressure samples")
-    history = get_json(service, "/api/v1/metrics/pressure/ETHUSDT?timeframe=1m")[1]["data"]
+               ["total_data_points"] >= 2, 10.0, "two pressure samples")
+    history = get_json(service, "/api/v1/metrics/pressure/ETHUSDT?timeframe=1m")[1]
     assert all(math.isclose(p["pressure"], ref["net_pressure"], rel_tol=1e-5)
                for p in history["pressure_history"])
     assert get_json(service, "/api/v1/metrics/depth/XRPUSDT")[0] == 404

@@ -35,6 +35,7 @@ from tests.web_helpers import (
     WebApp,
     balanced_book,
     build_app,
+    check_bare,
     check_envelope,
     failed,
     make_app,  # noqa: F401 - fixture
@@ -114,17 +115,18 @@ def as_float32(x: float) -> float:
 
 
 def least_squares_trend(seconds: list[int], values: list[float]) -> tuple[str, float]:
-    """docs/DESIGN.md: the least-squares change over the window; > ±5 points is a trend."""
+    """docs/DESIGN.md: the least-squares change over the window; > ±5 points is a trend, in the
+    seed's words (net pressure rising is bullish)."""
     if len(values) < 2:
-        return "stable", 0.0
+        return "neutral", 0.0
     t = [s - seconds[0] for s in seconds]
     mt, mv = sum(t) / len(t), sum(values) / len(values)
     slope = sum((a - mt) * (b - mv) for a, b in zip(t, values)) / sum((a - mt) ** 2 for a in t)
     change = slope * t[-1]
     strength = min(1.0, abs(change) / 200.0)
     if abs(change) <= 5.0:
-        return "stable", strength
-    return ("rising" if change > 0 else "falling"), strength
+        return "neutral", strength
+    return ("bullish" if change > 0 else "bearish"), strength
 
 
 def assert_tree_close(got: Any, want: Any, where: str = "") -> None:
@@ -168,8 +170,11 @@ def test_every_api_route_answers_a_success_envelope_with_a_documented_status(web
     path, kwargs = _valid_request(route, web_app)
     resp = web_app.request(route.method, path, **kwargs)
     assert resp.status_code in route.success, (resp.status_code, resp.text)
-    body = check_envelope(resp)
-    assert body["success"] is True and body["data"] is not None
+    if route.enveloped:
+        body = check_envelope(resp)
+        assert body["success"] is True and body["data"] is not None
+    else:
+        assert check_bare(resp)
 
 
 def test_unknown_paths_and_methods_under_api_answer_the_envelope(web_app: WebApp) -> None:
@@ -748,7 +753,6 @@ def test_depth_of_a_known_book_equals_an_independent_computation(web_app: WebApp
     assert got["order_book_quality"]["age_ms"] == 1250
     assert got["strongest_levels"]["bid"] == {"price": 96.5, "volume": 4.25}
     assert got["strongest_levels"]["ask"]["price"] == 101.5, "a tie goes to the level nearest the top"
-    assert check_envelope(resp)["metadata"]["source"] == "shared_memory"
 
     web_app.clock.advance(2.0)
     assert ok(web_app.get(f"{M}/depth/ethusdt"))["order_book_quality"]["age_ms"] == 3250
@@ -864,7 +868,7 @@ def test_pressure_without_samples_has_an_empty_history(web_app: WebApp) -> None:
     assert (data["total_data_points"], data["returned_data_points"], data["pressure_history"]) == (0, 0, [])
     summary = data["summary"]
     assert (summary["avg_pressure"], summary["max_pressure"], summary["min_pressure"], summary["trend"]) == \
-        (None, None, None, "stable")
+        (None, None, None, "neutral")
     assert summary["current_pressure"] == pytest.approx(50.0, abs=1e-6)
 
 
@@ -947,7 +951,7 @@ def test_all_lists_every_symbol_with_its_metrics(make_app) -> None:
     assert data["pagination"] == {"total": 7, "limit": 50, "offset": 0, "has_next": False}
     for row in data["symbols"]:
         w = want[row["symbol"]]
-        assert row["timestamp"] == w["timestamp"] and row["trend"] == "stable"
+        assert row["timestamp"] == w["timestamp"] and row["trend"] == "neutral"
         for key, value in (("net_pressure", w["pressure"]["net_pressure"]),
                            ("imbalance_percent", w["imbalance"]["percent"]),
                            ("spread_bps", w["spread"]["spread_bps"]),
@@ -976,7 +980,7 @@ def test_all_filters_by_symbols_and_pressure_range(make_app) -> None:
 
 
 def test_all_filters_by_the_five_minute_trend(make_app) -> None:
-    """trend= keeps the symbols whose 5-minute least-squares pressure trend is rising, falling or stable."""
+    """trend= keeps the symbols whose 5-minute least-squares pressure trend is bullish (rising), bearish or neutral."""
     app = make_app(trading_symbols=None)
     _market(app)
     now = int(NOW_S)
@@ -984,13 +988,13 @@ def test_all_filters_by_the_five_minute_trend(make_app) -> None:
         app.book("SOLUSDT", [(150.0, 1.0 + k)], [(150.1, 1.0)], received_s=now - 9 + k)
         app.book("XRPUSDT", [(2.0, 10.0 - k)], [(2.001, 1.0)], received_s=now - 9 + k)
         app.sample(now - 9 + k)
-    assert [r["symbol"] for r in ok(app.get(f"{M}/all", params={"trend": "rising"}))["symbols"]] == ["SOLUSDT"]
-    assert [r["symbol"] for r in ok(app.get(f"{M}/all", params={"trend": "falling"}))["symbols"]] == ["XRPUSDT"]
-    stable = ok(app.get(f"{M}/all", params={"trend": "stable"}))["symbols"]
+    assert [r["symbol"] for r in ok(app.get(f"{M}/all", params={"trend": "bullish"}))["symbols"]] == ["SOLUSDT"]
+    assert [r["symbol"] for r in ok(app.get(f"{M}/all", params={"trend": "bearish"}))["symbols"]] == ["XRPUSDT"]
+    stable = ok(app.get(f"{M}/all", params={"trend": "neutral"}))["symbols"]
     assert [r["symbol"] for r in stable] == sorted(set(MARKET) - {"SOLUSDT", "XRPUSDT"})
     rows = {r["symbol"]: r for r in ok(app.get(f"{M}/all"))["symbols"]}
     assert (rows["SOLUSDT"]["trend"], rows["XRPUSDT"]["trend"], rows["BTCUSDT"]["trend"]) == \
-        ("rising", "falling", "stable")
+        ("bullish", "bearish", "neutral")
 
 
 @pytest.mark.parametrize("sort_by,key", [("symbol", None), ("pressure", ("pressure", "net_pressure")),
@@ -1272,7 +1276,8 @@ def test_openapi_lists_every_route_with_every_documented_status(web_app: WebApp)
         assert ("requestBody" in op) == bool(route.body)
         for status in route.errors:
             schema = op["responses"][str(status)]["content"]["application/json"]["schema"]
-            assert schema == {"$ref": "#/components/schemas/ErrorEnvelope"}
+            assert schema == {"$ref": "#/components/schemas/"
+                                      + ("ErrorEnvelope" if route.enveloped else "BareError")}
         if route.mutating:
             assert {"bearer": []} in op["security"]
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

@@ -6,8 +6,9 @@
   their config stores at teardown.
 * :func:`put_book`: a book gets into the store the way production does it — a depth message
   decoded by the real :class:`~rtsig.decode.Decoder`.
-* :func:`check_envelope`: the envelope of interfaces.md §4, asserted on every ``/api/v1``
-  response a :class:`WebApp` request helper returns.
+* :func:`check_envelope`: the envelope of interfaces.md §4, asserted on every
+  ``/api/v1/strategies`` response a :class:`WebApp` request helper returns; :func:`check_bare`:
+  the seed's bare objects of the market routes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from web.guard import RateLimiter
 NOW_S = 1_800_000_000.0
 """The wall clock the market routes see unless a test moves it (2027-01-15T08:00:00Z)."""
 API = "/api/v1"
+MARKET = "/api/v1/metrics"
+"""The market routes answer the seed's bare shapes, not the envelope."""
 STRATEGY_IDS = tuple(STRATEGIES)
 """The six strategy ids of interfaces.md §4, in registry order."""
 
@@ -124,16 +127,37 @@ def check_envelope(resp: falcon.testing.Result) -> dict:
     return body
 
 
+def check_bare(resp: falcon.testing.Result) -> dict:
+    """Assert the market routes' shape (the seed's): a bare object, errors as ``{"error": {…}}``."""
+    assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers
+    body = resp.json
+    assert isinstance(body, dict), body
+    if resp.status_code >= 400:
+        assert set(body) == {"error"}, body
+        error = body["error"]
+        assert isinstance(error, dict) and set(error) == {"code", "message", "details"}, body
+        assert error["code"] in ERROR_CODES and error["message"], body
+    else:
+        assert "success" not in body and "error" not in body, body
+    return body
+
+
+def is_bare(path: str) -> bool:
+    return path.startswith(MARKET)
+
+
 def ok(resp: falcon.testing.Result, status: int = 200) -> Any:
-    """The ``data`` of a successful enveloped response with ``status``."""
+    """The ``data`` of a successful enveloped response (the body of a bare one) with ``status``."""
     assert resp.status_code == status, (resp.status_code, resp.text[:2000])
+    if getattr(resp, "bare", False):
+        return check_bare(resp)
     return check_envelope(resp)["data"]
 
 
 def failed(resp: falcon.testing.Result, status: int, code: str) -> dict:
-    """The ``error`` of a failed enveloped response with ``status`` and ``code``."""
+    """The ``error`` of a failed response with ``status`` and ``code`` (enveloped or bare)."""
     assert resp.status_code == status, (resp.status_code, resp.text[:2000])
-    error = check_envelope(resp)["error"]
+    error = check_bare(resp)["error"] if getattr(resp, "bare", False) else check_envelope(resp)["error"]
     assert error["code"] == code, error
     return error
 
@@ -155,7 +179,10 @@ class WebApp:
     # ----- requests: every /api/v1 response is checked for the envelope
     def request(self, method: str, path: str, **kwargs: Any) -> falcon.testing.Result:
         resp = self.client.simulate_request(method, path, **kwargs)
-        if path.startswith(API):
+        resp.bare = is_bare(path)
+        if resp.bare:
+            check_bare(resp)
+        elif path.startswith(API):
             check_envelope(resp)
         return resp
 

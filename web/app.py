@@ -19,9 +19,21 @@ from web.spec import Call, Route
 
 ROUTES: tuple[Route, ...] = config_routes.ROUTES + market_routes.ROUTES + health_routes.ROUTES
 MAX_BODY_BYTES = 64 * 1024
+BARE_PREFIX = "/api/v1/metrics"
+"""Routes under it answer bare objects and ``{"error": …}`` (the seed's shapes), not the envelope."""
+
+
+def reject_unknown_query(req: falcon.Request, known) -> None:
+    """400 naming every query parameter the route does not know (never silently ignored)."""
+    unknown = sorted(name for name in req.params if name not in known)
+    if unknown:
+        raise bad_request(f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                          + ", ".join(repr(name) for name in unknown),
+                          {name: "unknown query parameter" for name in unknown})
 
 
 def parse(route: Route, req: falcon.Request, path: dict) -> Call:
+    reject_unknown_query(req, {f.name for f in route.query})
     path_values = {}
     for f in route.path_fields:
         value = path[f.name]
@@ -76,7 +88,7 @@ class RouteResource:
     def _respond(self, req: falcon.Request, resp: falcon.Response, **path) -> None:
         route = self.routes[req.method]
         reply = route.handler(self.deps, parse(route, req, path))
-        if route.response:
+        if route.response and route.enveloped:
             write(resp, reply.data, reply.status, reply.metadata)
         elif reply.raw is not None:
             resp.status = reply.status
@@ -93,12 +105,14 @@ class OpenApiResource:
         self.body = orjson.dumps(document(routes))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reject_unknown_query(req, ())
         resp.content_type = falcon.MEDIA_JSON
         resp.data = self.body
 
 
 class DocsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reject_unknown_query(req, ())
         resp.content_type = falcon.MEDIA_HTML
         resp.text = DOCS_HTML
 
@@ -115,7 +129,7 @@ def _handle_error(req: falcon.Request, resp: falcon.Response, exc: Exception, pa
     err = from_exception(exc)
     if isinstance(exc, falcon.HTTPError) and exc.headers:
         err.headers = {**dict(exc.headers), **err.headers}
-    write_error(resp, err)
+    write_error(resp, err, bare=req.path.startswith(BARE_PREFIX))
 
 
 def create_app(deps: WebDeps, routes: tuple[Route, ...] = ROUTES) -> falcon.App:

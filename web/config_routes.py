@@ -13,6 +13,7 @@ from rtsig.errors import StoreUnavailable
 from rtsig.params import EffectiveConfig
 from rtsig.registry import STRATEGIES
 from web.deps import WebDeps
+from web.envelope import bad_request
 from web.guard import check_token
 from web.spec import Call, Field, Reply, Route
 
@@ -175,8 +176,15 @@ def delete_config(deps: WebDeps, call: Call) -> Reply:
 
 def rollback(deps: WebDeps, call: Call) -> Reply:
     b = call.body
+    symbol = b.get("symbol")
+    in_query = call.query.get("symbol")
+    if in_query is not None:  # how clients of the replaced service name the symbol
+        if symbol is not None and symbol.strip().upper() != in_query.strip().upper():
+            raise bad_request("the symbol in the query and in the body differ",
+                              {"symbol": f"query {in_query!r}, body {symbol!r}"})
+        symbol = in_query
     _authorised(deps, call, b["changed_by"])
-    result = deps.config.rollback(call.path["strategy_id"], b.get("symbol"), b["changed_by"],
+    result = deps.config.rollback(call.path["strategy_id"], symbol, b["changed_by"],
                                   b.get("reason") or "", target_version=b.get("target_version"))
     return _change_reply(deps, call, result)
 
@@ -233,5 +241,7 @@ ROUTES = (
     Route("POST", f"{BASE}/{{strategy_id}}/rollback", "rollback",
           "Store an earlier version's parameters again (default: the previous version)", "config",
           rollback, "ChangeResult", path_fields=(STRATEGY,), body=ROLLBACK_BODY,
+          query=(Field("symbol", "string", "the symbol whose override to roll back (as the body's "
+                       "symbol; the replaced service took it here)", max_length=24),),
           errors=CONFIG_ERRORS, mutating=True),
 )

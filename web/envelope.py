@@ -74,12 +74,12 @@ def write(resp: falcon.Response, data, status: int = 200, metadata: dict | None 
                              option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def write_error(resp: falcon.Response, err: ApiError) -> None:
+def write_error(resp: falcon.Response, err: ApiError, bare: bool = False) -> None:
+    """The error envelope, or only ``{"error": …}`` for the bare (market metrics) routes."""
     resp.status = err.status
     resp.content_type = falcon.MEDIA_JSON
     for name, value in err.headers.items():
         resp.set_header(name, value)
-    resp.data = orjson.dumps({"success": False, "data": None,
-                              "error": {"code": err.code, "message": err.message,
-                                        "details": err.details},
-                              "metadata": None})
+    error = {"code": err.code, "message": err.message, "details": err.details}
+    resp.data = orjson.dumps({"error": error} if bare else
+                             {"success": False, "data": None, "error": error, "metadata": None})

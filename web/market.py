@@ -24,6 +24,9 @@ TIMEFRAMES_S = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 TREND_WINDOW_S = 300
 """The window of the per-symbol ``trend`` in ``/metrics/all``."""
 INTERPRETATION_THRESHOLD = 20.0
+TREND_WORDS = {"rising": "bullish", "falling": "bearish", "stable": "neutral"}
+"""The seed's words for the direction of the pressure trend (net pressure rising is bullish)."""
+TRENDS = tuple(TREND_WORDS.values())
 
 
 def _num(value: float, digits: int = 8) -> float | None:
@@ -106,6 +109,7 @@ class MarketView:
         seconds, rows = history(self.store, sid, self.clock(), span)
         pressure = rows[:, PRESSURE]
         direction, strength = trend(seconds, pressure)
+        direction = TREND_WORDS[direction]
         picked = _downsample(len(seconds), max_points)
         return {
             "symbol": name, "timeframe": timeframe, "timeframe_seconds": span,
@@ -130,7 +134,7 @@ class MarketView:
         sids, metrics, receipt_ns = every_book_metrics(self.store)
         for sid, m, received_ns in zip(sids.tolist(), metrics, receipt_ns.tolist()):
             seconds, rows = history(self.store, sid, now, TREND_WINDOW_S)
-            direction, _ = trend(seconds, rows[:, PRESSURE])
+            direction = TREND_WORDS[trend(seconds, rows[:, PRESSURE])[0]]
             out.append({
                 "symbol": self.store.symbol_name(sid),
                 "timestamp": iso_ms(received_ns / 1e9),

@@ -33,7 +33,9 @@ def _operation(route: Route) -> dict:
         op["requestBody"] = {"required": True,
                              "content": {"application/json": {"schema": route.body_schema}}}
     for status in route.success:
-        if route.response:
+        if route.response and not route.enveloped:
+            schema = ref(route.response)
+        elif route.response:
             schema = envelope(route.response)
         elif "schema" in route.extra:
             schema = ref(route.extra["schema"])
@@ -43,7 +45,8 @@ def _operation(route: Route) -> dict:
                                         "content": {route.content_type.split(";")[0]: {"schema": schema}}}
     for status in route.errors:
         op["responses"][str(status)] = {"description": STATUS_TEXT[status],
-                                        "content": {"application/json": {"schema": ref("ErrorEnvelope")}}}
+                                        "content": {"application/json": {"schema": ref(
+                                            "ErrorEnvelope" if route.enveloped else "BareError")}}}
     if route.mutating:
         op["security"] = [{"bearer": []}, {}]
     return op
@@ -57,12 +60,15 @@ def document(routes: tuple[Route, ...]) -> dict:
         "openapi": "3.0.3",
         "info": {"title": "rtsig operator API", "version": RTSIG_VERSION,
                  "description": "Strategy configuration, live order-book metrics, health and "
-                                "Prometheus metrics of an rtsig host. Every /api/v1 response uses "
-                                "the envelope {success, data, error, metadata}."},
+                                "Prometheus metrics of an rtsig host. Every /api/v1/strategies "
+                                "response uses the envelope {success, data, error, metadata}; the "
+                                "market metrics (/api/v1/metrics) answer bare objects and errors "
+                                "as {error}."},
         "paths": paths,
         "components": {
             "schemas": {**COMPONENTS,
-                        **{f"{r.response}Envelope": envelope(r.response) for r in routes if r.response}},
+                        **{f"{r.response}Envelope": envelope(r.response) for r in routes
+                           if r.response and r.enveloped}},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "RTSIG_API_TOKEN; needed for changes when set"}},
         },

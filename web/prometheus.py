@@ -20,6 +20,8 @@ from rtsig.registry import REALTIME_IDS, STRATEGIES
 from rtsig.store import Store, owner_alive
 
 PREFIX = "realtime_strategies_"
+SEED_PREFIX = "realtime_"
+"""The seed's dashboard names (interfaces.md §6), exported beside rtsig's own."""
 
 
 def not_running(row: np.ndarray, now_ns: int, since_ns: int = 0) -> str | None:
@@ -187,9 +189,47 @@ class CountersCollector:
         yield gauge("config_store_state",
                     "Config store as the workers read it: 0 primary, 1 fallback, 2 last known, 3 defaults.",
                     float(max(states, default=0)))
+        yield from self._seed_names(total, worker_rows, alive)
         started = int(self.store.header[0]["created_ns"])
         yield gauge("uptime_seconds", "Seconds since rtsig run started.",
                     max(0.0, (now_ns - started) / 1e9) if started else 0.0)
+
+    @staticmethod
+    def _seed_names(total: np.ndarray, worker_rows: np.ndarray, alive: list[bool]):
+        """The seed's "business metrics", so its dashboard queries and troubleshooting commands
+        (``grep strategy_executions``) work as written; the same counters as rtsig's own names."""
+        processed = CounterMetricFamily(SEED_PREFIX + "messages_processed",
+                                        "Messages decoded and stored (the seed's name).")
+        processed.add_metric([], int(sum(int(total[C.KIND_BASE + k]) for k in codes.KIND_NAMES)))
+        yield processed
+        generated = CounterMetricFamily(SEED_PREFIX + "signals_generated",
+                                        "Signals generated, by strategy (the seed's name).",
+                                        labels=["strategy"])
+        executions = CounterMetricFamily(
+            SEED_PREFIX + "strategy_executions",
+            "Events judged, by strategy and result: signal, no_signal, error (none: a kernel cannot "
+            "fail on an event), success = signal + no_signal (the seed's name).",
+            labels=["strategy", "result"])
+        latency = HistogramMetricFamily(SEED_PREFIX + "strategy_latency",
+                                        "Kernel time per judged event in seconds, by strategy (the seed's name).",
+                                        labels=["strategy"])
+        for n, sid in enumerate(REALTIME_IDS):
+            signals = sum(int(total[C.signal_counter(n, action)]) for action in codes.ACTION_NAMES)
+            judged = int(total[C.EVALUATED_BASE + n])
+            generated.add_metric([sid], signals)
+            for result, value in (("signal", signals), ("no_signal", max(0, judged - signals)),
+                                  ("error", 0), ("success", max(judged, signals))):
+                executions.add_metric([sid, result], value)
+            buckets, total_sum = _buckets(total, C.STRATEGY_LATENCY_BASE + n * C.HISTOGRAM_WIDTH,
+                                          C.LATENCY_BOUNDS_S, 1e9)
+            latency.add_metric([sid], buckets, total_sum)
+        yield generated
+        yield executions
+        yield latency
+        lag = max((int(r[C.EVENT_LAG_NS]) for r, a in zip(worker_rows, alive) if a), default=0)
+        yield GaugeMetricFamily(SEED_PREFIX + "consumer_lag",
+                                "Seconds from the event time of the newest judged message to its "
+                                "judging, worst running worker (the seed's name).", value=lag / 1e9)
 
     @staticmethod
     def _histogram(name: str, doc: str, total: np.ndarray, block: int, bounds, scale: float):

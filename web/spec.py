@@ -129,6 +129,9 @@ class Route:
     content_type: str = "application/json"
     description: str = ""
     extra: dict = field(default_factory=dict)
+    enveloped: bool = True
+    """False: the response is ``response``'s object itself, errors ``{"error": {…}}`` (the
+    market metrics, as the seed's examples read them)."""
 
     @property
     def body_schema(self) -> dict:

@@ -209,6 +209,7 @@ class Worker:
                 C.observe(self.row, C.STRATEGY_LATENCY_BASE + s * C.HISTOGRAM_WIDTH, elapsed // count, n)
         last = self.ring_events[(first + count - 1)]
         self.row[C.CONSUMER_LAG_NS] = max(0, time.time_ns() - int(last["receipt_ns"]))
+        self.row[C.EVENT_LAG_NS] = max(0, time.time_ns() - int(last["event_time_ms"]) * 1_000_000)
         if silent:
             self.row[C.SIGNALS_REBUILT] += len(signals)
             return

@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from rtsig.decode import Decoder
+from rtsig.decode import Decoder, shard_of
+from rtsig import codes
 from rtsig.params import ParameterTable
 from rtsig.settings import Settings
 from rtsig.store import Store
@@ -59,13 +60,31 @@ def sample_messages(kind: str, n: int, symbols: tuple[str, ...] = ("BTCUSDT",)) 
 
 
 
-def bench_decode(kind: str, batch: int, runs: int) -> tuple[float, float]:
-    """Median µs per message decoding+storing batches of ``batch``, and of single messages."""
+SHARDS = 3
+"""Shard count of the shard benchmarks (``RTSIG_SHARD=k/3``)."""
+
+
+def bench_decode(kind: str, batch: int, runs: int, shard: str | None = None) -> tuple[float, float]:
+    """Median µs per message decoding+storing batches of ``batch``, and of single messages.
+
+    ``shard``: the decoder is one of SHARDS shards and the messages are of symbols it owns
+    (``"owned"``: decoded and stored as without shards, plus the ownership check) or of symbols
+    it does not own (``"other"``: discarded as ``not_owned`` after the envelope's stream).
+    """
     # several symbols, so that a batch never holds more than a book ring's worth for one of them
-    settings = Settings(trading_symbols=BENCH_SYMBOLS if batch > 16 else ("BTCUSDT",))
+    symbols = BENCH_SYMBOLS if batch > 16 else ("BTCUSDT",)
+    index, count = 0, 1
+    if shard is not None:
+        index, count = shard_of("BTCUSDT", SHARDS), SHARDS
+        symbols = tuple(s for s in BENCH_SYMBOLS + ("BTCUSDT",)
+                        if (shard_of(s, SHARDS) == index) == (shard == "owned"))
+        if batch <= 16:
+            symbols = symbols[:1]
+    settings = Settings(trading_symbols=symbols)
     store = Store.in_memory(settings, n_workers=1)
-    msgs = sample_messages(kind, batch, BENCH_SYMBOLS if batch > 16 else ("BTCUSDT",))
-    dec = Decoder(store, 0, False, capacity=batch)
+    msgs = sample_messages(kind, batch, symbols)
+    dec = Decoder(store, 0, False, capacity=batch, shard_index=index, shard_count=count)
+    expected = 0 if shard != "other" else -codes.IGN_NOT_OWNED
 
     def one_batch(k: int) -> float:
         for m in msgs[:k]:
@@ -73,7 +92,7 @@ def bench_decode(kind: str, batch: int, runs: int) -> tuple[float, float]:
         t0 = time.perf_counter_ns()
         dec.decode()
         elapsed = time.perf_counter_ns() - t0
-        assert not dec.blocked
+        assert not dec.blocked and (dec.last_status == expected).all(), dec.last_status
         store.release_all()
         return elapsed / k / 1000
 
@@ -134,6 +153,9 @@ def main() -> None:
         batched, single = bench_decode(kind, args.batch, args.runs)
         figures[f"decode_{kind}_us"] = round(batched, 3)
         figures[f"decode_{kind}_single_call_us"] = round(single, 3)
+    for kind in ("depth", "trade", "ticker"):  # RTSIG_SHARD: what another shard's symbol costs
+        figures[f"not_owned_{kind}_us"] = round(bench_decode(kind, args.batch, args.runs, "other")[0], 3)
+    figures["decode_depth_owned_shard_us"] = round(bench_decode("depth", args.batch, args.runs, "owned")[0], 3)
     kernel = bench_kernels(args.batch, args.runs)
     figures["kernel_orderbook_skew_us"] = round(kernel["depth"], 3)
     figures["kernel_trade_momentum_us"] = round(kernel["trade"], 3)

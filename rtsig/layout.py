@@ -21,7 +21,7 @@ from rtsig.registry import REALTIME_IDS
 from rtsig.settings import SYMBOL_BYTES, Settings
 
 MAGIC = 0x5254_5349_4753_4D31  # "RTSIGSM1"
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 ALIGN = 64
 DEPTH_LEVELS = 20
 """Levels per side kept for each order-book snapshot (Binance partial depth sends at most 20)."""
@@ -140,6 +140,67 @@ EVENT_DTYPE = np.dtype([
 """An event; its input ``message_id`` is in the parallel ``event_message_ids`` region
 (byte 0 the length, then up to MESSAGE_ID_BYTES bytes)."""
 
+# ----- feeds of the market-logic strategies (interfaces.md §2c; rtsig.feeds)
+FEED_DOMINANCE, FEED_QUOTES, FEED_TRANSFERS = 0, 1, 2
+FEED_NAMES = ("dominance", "quotes", "onchain")
+"""The three feeds, in the order of ``Settings.feed_subjects`` and of the feed counters."""
+CHAIN_BTC, CHAIN_ETH = 0, 1
+CHAINS = ("btc", "eth")
+CHAIN_SYMBOLS = ("BTCUSDT", "ETHUSDT")
+"""The Binance symbol an on-chain signal of each chain is about."""
+DIRECTION_TO_EXCHANGE, DIRECTION_FROM_EXCHANGE, DIRECTION_OTHER = 0, 1, 2
+DIRECTIONS = ("to_exchange", "from_exchange", "other")
+DOMINANCE_RING = 16384
+"""Dominance samples kept: at one a minute, 11 days (window_hours is at most 168 h = 7 days)."""
+QUOTE_RING = 65536
+"""Venue quotes (feed quotes and mirrored USD-M futures books) kept for the workers to judge."""
+TRANSFER_RING = 8192
+"""Directional transfers kept per chain: the exchange-flow window never reaches further back."""
+MAX_VENUES = 32
+VENUE_BINANCE, VENUE_BINANCE_FUTURES = 0, 1
+"""Venue numbers of the spread strategy: Binance spot (the trading venue: its newest spot book)
+and Binance USD-M futures (its newest futures book); quote-feed venues get 2, 3, … on first sight."""
+MAX_EXCHANGES = 64
+NAME_BYTES = 24
+SOURCE_BYTES = 24
+TXID_BYTES = 80
+# feed_cursors rows (BEGIN/END columns, like the trade ring: begin > end while one is written)
+RING_DOMINANCE, RING_QUOTES, RING_TRANSFERS_BTC, RING_TRANSFERS_ETH = 0, 1, 2, 3
+CURSOR_BEGIN, CURSOR_END = 0, 1
+# columns of venue_quotes[symbol, venue, :]
+QUOTE_BID, QUOTE_ASK, QUOTE_TIME = 0, 1, 2
+# event kinds of feed events (beside codes.KIND_*, which the decoder counts per kind)
+KIND_DOMINANCE = 20
+KIND_QUOTE = 21
+KIND_TRANSFER_BTC = 22
+KIND_TRANSFER_ETH = 23
+
+DOMINANCE_DTYPE = np.dtype([
+    ("ts_ms", "i8"),
+    ("dominance", "f8"),  # BTC's share of the total crypto market cap, %
+    ("price", "f8"),  # BTCUSDT's newest Binance price when the sample arrived; NaN: none
+    ("source_len", "i4"),
+    ("source", "u1", (SOURCE_BYTES,)),
+], align=True)
+
+QUOTE_DTYPE = np.dtype([
+    ("ts_ms", "i8"),
+    ("bid", "f8"),
+    ("ask", "f8"),
+    ("symbol", "i4"),  # the spot symbol's id
+    ("venue", "i4"),  # index into venue_names
+], align=True)
+
+TRANSFER_DTYPE = np.dtype([
+    ("ts_ms", "i8"),
+    ("value", "f8"),  # coins
+    ("price", "f8"),  # the chain symbol's newest Binance price when it arrived; NaN: none
+    ("direction", "i4"),  # DIRECTION_*
+    ("exchange", "i4"),  # index into exchange_names, -1 for none
+    ("txid_len", "i4"),
+    ("txid", "u1", (TXID_BYTES,)),
+], align=True)
+
 # Event ring cursors, one cache line each so the ingest and a worker never share one.
 CURSOR_HEAD, CURSOR_TAIL, CURSOR_SLEEPING = 0, 8, 16
 CURSOR_SILENT = 1
@@ -222,6 +283,17 @@ class Layout:
             ("last_signal_ms", np.dtype("i8"), (S, N_REALTIME, 2)),
             ("pressure_seconds", np.dtype("i8"), (PRESSURE_HISTORY_S,)),
             ("pressure_history", np.dtype("f4"), (S, PRESSURE_HISTORY_S, 2)),
+            # feeds (rtsig.feeds): written by the ingest only, except venue_quotes (below)
+            ("feed_cursors", np.dtype("i8"), (4, 2)),
+            ("dominance", DOMINANCE_DTYPE, (DOMINANCE_RING,)),
+            ("quotes", QUOTE_DTYPE, (QUOTE_RING,)),
+            ("transfers", TRANSFER_DTYPE, (len(CHAINS), TRANSFER_RING)),
+            ("feed_name_counts", np.dtype("i8"), (2,)),  # venues, exchanges named so far
+            ("venue_names", np.dtype("u1"), (MAX_VENUES, NAME_BYTES)),
+            ("exchange_names", np.dtype("u1"), (MAX_EXCHANGES, NAME_BYTES)),
+            # the newest quote of each venue per spot symbol, as of the last event its worker
+            # judged: written by the worker that owns the symbol only, in event order
+            ("venue_quotes", np.dtype("f8"), (S, MAX_VENUES, 3)),
         ]
         out, offset = [], 0
         for name, dtype, shape in specs:

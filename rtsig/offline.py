@@ -3,6 +3,12 @@
 Decoder → store → kernels → signal builder, batch by batch. The decoder never overwrites a ring
 entry that has not been judged (it stops, the batch's events are judged, it goes on), so an
 offline run never overruns.
+
+Feed messages (``{"subject", "data"}`` lines on a feed subject, interfaces.md §2c) are taken in
+the order they come, exactly as the live ingest takes feed frames: the market messages before
+them are decoded and judged first, then the feed message goes through
+:class:`rtsig.feeds.path.FeedPath` and its event is judged. USD-M futures books become quotes of
+the spread strategy by the same mirror pass as live.
 """
 
 from __future__ import annotations
@@ -11,7 +17,11 @@ from typing import Callable, Iterable, Mapping
 
 from rtsig import counters
 from rtsig.decode import Decoder
-from rtsig.params import ParameterTable
+from rtsig.feeds.messages import REASON_NAMES
+from rtsig.feeds.path import FeedPath
+from rtsig.layout import DIRECTIONS, FEED_NAMES, VENUE_FUTURES
+from rtsig.recorded import with_subject
+from rtsig.params import ConfigSource, ParameterTable
 from rtsig.registry import ParamValue
 from rtsig.settings import Settings
 from rtsig.signals import SignalBuilder
@@ -25,9 +35,13 @@ class OfflineRun:
     """One offline pass; feed messages with :meth:`feed`, then :meth:`finish` for the summary."""
 
     def __init__(self, settings: Settings, emit: Callable[[dict], None],
-                 cli_overrides: Mapping[str, Mapping[str, ParamValue]] | None = None) -> None:
+                 cli_overrides: Mapping[str, Mapping[str, ParamValue]] | None = None,
+                 source: ConfigSource | None = None) -> None:
+        """``source``: parameters from a config store (``--config-store``) instead of the
+        environment and ``cli_overrides`` alone."""
         self.store = Store.in_memory(settings, n_workers=1)
-        self.params = ParameterTable(settings, settings.max_symbols, cli_overrides=cli_overrides)
+        self.params = ParameterTable(settings, settings.max_symbols, source=source,
+                                     cli_overrides=cli_overrides)
         batch = min(settings.book_ring, 256)
         # the live ingest's shard (RTSIG_SHARD): N offline shards together give one unsharded run
         self.decoder = Decoder(self.store, OFFLINE_ROW, settings.trading_symbols is None, capacity=batch,
@@ -36,30 +50,68 @@ class OfflineRun:
         builder = SignalBuilder(settings, self.params, self.store.last_signal_ms, row,
                                 self.store.symbol_name)
         self.judge = EventJudge(self.store, self.params, builder, OFFLINE_ROW, batch)
+        self.feeds = FeedPath(self.store, settings, OFFLINE_ROW)
+        self.futures_topic = settings.nats_futures_topic
         self.emit = emit
 
     def feed(self, message: bytes, receipt_ns: int) -> None:
-        if not self.decoder.add(message, receipt_ns):
+        market = 0
+        routed = with_subject(message)
+        if routed is not None:
+            subject, message = routed
+            feed = self.feeds.feed_of(subject)
+            if feed is not None:  # after every market message before it, as the live ingest
+                self._flush()
+                if self.feeds.handle(feed, message, receipt_ns):
+                    for signal in self.judge.judge(self.feeds.events, self.feeds.ids, 0, 1):
+                        self.emit(signal)
+                return
+            if subject == self.futures_topic:
+                market = VENUE_FUTURES
+        if not self.decoder.add(message, receipt_ns, market):
             self._flush()
-            self.decoder.add(message, receipt_ns)
+            self.decoder.add(message, receipt_ns, market)
         if self.decoder.full():
             self._flush()
 
     def _flush(self) -> None:
         while self.decoder.count:  # judging frees ring entries a blocked decode waits for
             n_events = self.decoder.decode()
-            for signal in self.judge.judge(self.decoder.events, self.decoder.message_ids, 0, n_events):
+            events, ids, n_events = self.feeds.mirror(self.decoder.events, self.decoder.message_ids,
+                                                      n_events)
+            for signal in self.judge.judge(events, ids, 0, n_events):
                 self.emit(signal)
 
     def finish(self) -> dict:
         self._flush()
-        return counters.summarize(self.store.counters)
+        summary = counters.summarize(self.store.counters)
+        row = self.store.counters[OFFLINE_ROW]
+        if row[counters.FEED_MESSAGES_BASE:counters.FEED_FILTERED + 1].any():  # only with feed input
+            summary["feeds"] = feed_summary(row)
+        return summary
 
 
 def run_signals(messages: Iterable[tuple[bytes, int]], settings: Settings, emit: Callable[[dict], None],
-                cli_overrides: Mapping[str, Mapping[str, ParamValue]] | None = None) -> dict:
+                cli_overrides: Mapping[str, Mapping[str, ParamValue]] | None = None,
+                source: ConfigSource | None = None) -> dict:
     """Process every message; return the summary of ``rtsig signals``."""
-    run = OfflineRun(settings, emit, cli_overrides)
+    run = OfflineRun(settings, emit, cli_overrides, source)
     for message, receipt_ns in messages:
         run.feed(message, receipt_ns)
     return run.finish()
+
+
+def feed_summary(row) -> dict:
+    """Per feed: messages accepted, errors by reason; plus transfers by direction, feed messages
+    for symbols not traded here, USD-M books mirrored as quotes, and candidates without a price."""
+    out: dict = {}
+    for feed, name in enumerate(FEED_NAMES):
+        base = counters.FEED_ERRORS_BASE + feed * counters.N_FEED_REASONS
+        errors = {REASON_NAMES[r]: int(row[base + r]) for r in REASON_NAMES if row[base + r]}
+        out[name] = {"messages": int(row[counters.FEED_MESSAGES_BASE + feed]), "errors": errors}
+    out["onchain"]["directions"] = {d: int(row[counters.TRANSFER_DIRECTION_BASE + k])
+                                    for k, d in enumerate(DIRECTIONS)}
+    out["filtered"] = int(row[counters.FEED_FILTERED])
+    out["futures_quotes"] = int(row[counters.FEED_QUOTES_MIRRORED])
+    out["no_price"] = int(row[counters.NO_PRICE])
+    return out

@@ -3,6 +3,10 @@
 Shared by ``rtsig signals`` and ``rtsig replay``. A capture's first line (``wss://… <-> t``) and
 blank lines are skipped; any other line is passed on as a message, so a malformed line becomes a
 counted decoder error rather than a crash.
+
+A line may also be a message with its NATS subject, ``{"subject": "...", "data": <body>}``
+(interfaces.md §2c): that is how feed messages (dominance samples, venue quotes, on-chain
+transfers) are recorded beside the market data; :func:`with_subject` takes it apart.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import re
 import sys
 import time
 from typing import BinaryIO, Iterable, Iterator
+
+import orjson
 
 from rtsig.errors import InputError
 
@@ -63,3 +69,20 @@ def messages(paths: list[str]) -> Iterator[tuple[bytes, int]]:
         for s in streams:
             if s is not sys.stdin.buffer:
                 s.close()
+
+
+def with_subject(message: bytes) -> tuple[str, bytes] | None:
+    """``(subject, body)`` of a ``{"subject": "...", "data": <body>}`` line, else None.
+
+    The body is ``data`` as JSON bytes; a string ``data`` is taken as the body's raw text (so a
+    recorded malformed body replays as the same bytes)."""
+    if not message.startswith(b'{"subject"') and b'"subject"' not in message[:32]:
+        return None
+    try:
+        obj = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("subject"), str) or "data" not in obj:
+        return None
+    data = obj["data"]
+    return obj["subject"], data.encode() if isinstance(data, str) else orjson.dumps(data)

@@ -119,7 +119,7 @@ class Strategy:
     name: str
     description: str
     params: tuple[Param, ...]
-    realtime: bool  # runs per message in a kernel; the others have no data path yet
+    realtime: bool  # runs per Binance message; the market-logic ones run on the feeds of §2c
     enabled_by_default: bool
     _by_name: dict[str, Param] = field(init=False, repr=False, compare=False)
 
@@ -274,47 +274,60 @@ TICKER_VELOCITY = Strategy(
 
 BTC_DOMINANCE = Strategy(
     "btc_dominance", "BTC Dominance",
-    "Rotation signals from Bitcoin's share of market volume (data path not built yet).",
+    "Rotation between Bitcoin and alt-coins from Bitcoin's share of the total crypto market cap "
+    "(dominance samples on MARKET_DOMINANCE_SUBJECT); signals on BTCUSDT.",
     (
-        Param("high_threshold", float, 70.0, "dominance above which alt-coins are sold",
+        Param("high_threshold", float, 70.0,
+              "dominance above which a rising dominance is a rotation to BTC (buy BTCUSDT); "
+              "must exceed low_threshold", unit="%", min=0, max=100),
+        Param("low_threshold", float, 40.0,
+              "dominance below which a falling dominance is a rotation to alt-coins (sell BTCUSDT)",
               unit="%", min=0, max=100),
-        Param("low_threshold", float, 40.0, "dominance below which alt-coins are bought",
-              unit="%", min=0, max=100),
-        Param("change_threshold", float, 5.0, "dominance change that counts as a rotation",
-              unit="%", min=0, min_exclusive=True),
+        Param("change_threshold", float, 5.0,
+              "dominance change over the window (percentage points) that signals on its own",
+              unit="pp", min=0, min_exclusive=True),
         Param("window_hours", int, 24, "window of the dominance change", unit="h", min=1, max=168),
         *_common(14400),
     ),
-    realtime=False, enabled_by_default=False,
+    realtime=False, enabled_by_default=True,
 )
 
 CROSS_EXCHANGE_SPREAD = Strategy(
     "cross_exchange_spread", "Cross-Exchange Spread",
-    "Arbitrage signals from price gaps between venues (data path not built yet).",
+    "Price gaps between Binance spot and other venues (quotes on MARKET_QUOTES_SUBJECT, and "
+    "Binance USD-M futures books when rtsig receives futures data); trades on Binance.",
     (
         Param("spread_threshold_percent", float, 0.5, "price gap between venues that signals",
               unit="%", min=0, min_exclusive=True),
         *_common(300)[:1],
-        Param("max_position_size", float, 500, "largest position an arbitrage signal proposes",
+        Param("max_position_size", float, 500,
+              "USDT notional of a signal: quantity = floor(max_position_size / price, 8 decimals)",
               unit="USDT", min=0, min_exclusive=True),
+        Param("max_quote_age_seconds", float, 10,
+              "quotes older than this (event time of the triggering quote) are ignored",
+              unit="s", min=1, max=3600),
         *_common(300)[1:],
     ),
-    realtime=False, enabled_by_default=False,
+    realtime=False, enabled_by_default=True,
 )
 
 ONCHAIN_METRICS = Strategy(
     "onchain_metrics", "On-Chain Metrics",
-    "Signals from whale transfers and exchange flows (data path not built yet).",
+    "Whale transfers and net exchange flows of BTC and ETH (transfers on "
+    "ONCHAIN_TRANSFERS_SUBJECT); signals on BTCUSDT / ETHUSDT.",
     (
         Param("whale_threshold_btc", float, 100, "BTC transfer size that counts as a whale",
               unit="BTC", min=0, min_exclusive=True),
         Param("whale_threshold_eth", float, 1000, "ETH transfer size that counts as a whale",
               unit="ETH", min=0, min_exclusive=True),
         Param("exchange_flow_threshold_percent", float, 10.0,
-              "net exchange flow change that signals", unit="%", min=0, min_exclusive=True),
+              "net exchange flow (in − out) / (in + out) over the window that signals",
+              unit="%", min=0, max=100),
+        Param("flow_window_minutes", int, 60, "window of the exchange flow", unit="min",
+              min=1, max=1440),
         *_common(3600),
     ),
-    realtime=False, enabled_by_default=False,
+    realtime=False, enabled_by_default=True,
 )
 
 STRATEGIES: dict[str, Strategy] = {
@@ -322,8 +335,13 @@ STRATEGIES: dict[str, Strategy] = {
     for s in (ORDERBOOK_SKEW, TRADE_MOMENTUM, TICKER_VELOCITY,
               BTC_DOMINANCE, CROSS_EXCHANGE_SPREAD, ONCHAIN_METRICS)
 }
-REALTIME_IDS: tuple[str, ...] = tuple(s for s, st in STRATEGIES.items() if st.realtime)
-"""Realtime strategies in kernel order: the index of a strategy in this tuple is its id number."""
+REALTIME_IDS: tuple[str, ...] = tuple(STRATEGIES)
+"""Every strategy the workers judge, in kernel order: the index of a strategy in this tuple is its
+id number (signal counters, cool-down table, parameter rows). Since the market-logic strategies
+got their data paths (interfaces.md §2c) this is all six: the three realtime ones first, then
+btc_dominance, cross_exchange_spread, onchain_metrics (``Strategy.realtime`` still tells which
+run per Binance message)."""
+MARKET_LOGIC_IDS: tuple[str, ...] = tuple(s for s, st in STRATEGIES.items() if not st.realtime)
 
 MAX_PARAMS = max(len(s.params) for s in STRATEGIES.values())
 

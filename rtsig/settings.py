@@ -97,6 +97,10 @@ class Settings:
     signal_subject_per_strategy: bool = False
     nats_futures_topic: str | None = None
     """Input subject carrying USD-M futures data (interfaces.md §2a); unset: the shape decides."""
+    market_dominance_subject: str = "market.global.dominance"
+    market_quotes_subject: str = "market.quotes"
+    onchain_transfers_subject: str = "onchain.transfers"
+    """Feeds of the market-logic strategies (interfaces.md §2c), read beside the market data."""
     signal_markets: tuple[str, ...] = ("spot",)
     """Markets whose data may produce published signals (``spot``, ``usdm``)."""
     reference_max_age_seconds: float = 60.0
@@ -167,6 +171,11 @@ class Settings:
                                           hi=1, lo_open=True, hi_open=True),
             signal_subject_per_strategy=r.boolean("SIGNAL_SUBJECT_PER_STRATEGY", False),
             nats_futures_topic=r.checked("NATS_FUTURES_TOPIC", _subject),
+            market_dominance_subject=r.text("MARKET_DOMINANCE_SUBJECT", cls.market_dominance_subject,
+                                            _subject),
+            market_quotes_subject=r.text("MARKET_QUOTES_SUBJECT", cls.market_quotes_subject, _subject),
+            onchain_transfers_subject=r.text("ONCHAIN_TRANSFERS_SUBJECT", cls.onchain_transfers_subject,
+                                             _subject),
             signal_markets=r.get("SIGNAL_MARKETS", "spot", _markets),
             reference_max_age_seconds=r.number("RTSIG_REFERENCE_MAX_AGE_SECONDS",
                                                cls.reference_max_age_seconds, lo=0, lo_open=True),
@@ -232,8 +241,14 @@ class Settings:
         return out
 
     @property
+    def feed_subjects(self) -> tuple[str, str, str]:
+        """Subjects of the dominance, quotes and on-chain feeds (interfaces.md §2c), in that order."""
+        return (self.market_dominance_subject, self.market_quotes_subject,
+                self.onchain_transfers_subject)
+
+    @property
     def realtime_enabled(self) -> tuple[bool, ...]:
-        """Enabled flag per realtime strategy, in kernel order."""
+        """Enabled flag per strategy, in kernel order (``REALTIME_IDS``)."""
         return tuple(bool(self.strategy_enabled.get(s, False)) for s in REALTIME_IDS)
 
 
@@ -516,11 +531,7 @@ def _http_port(r: _Reader) -> int:
 def _strategy_enabled(r: _Reader) -> dict[str, bool]:
     enabled = {}
     for sid, st in STRATEGIES.items():
-        on = r.boolean(st.enabled_env_name, st.enabled_by_default)
-        if on and not st.realtime:
-            raise SettingsError(st.enabled_env_name, r.raw(st.enabled_env_name),
-                                f"false: {sid} cannot be enabled yet, its data path is not built")
-        enabled[sid] = on
+        enabled[sid] = r.boolean(st.enabled_env_name, st.enabled_by_default)
     return enabled
 
 

@@ -30,7 +30,7 @@ from rtsig.params import ParameterTable
 from rtsig.registry import REALTIME_IDS
 from rtsig.settings import Settings
 
-INTEGER_INDICATORS = frozenset({"window_trades"})
+INTEGER_INDICATORS = frozenset({"window_trades", "window_hours"})
 
 
 def strength(confidence: float) -> str:

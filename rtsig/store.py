@@ -24,7 +24,8 @@ import numpy as np
 from rtsig import counters
 from rtsig.errors import LayoutMismatch, StoreError, StoreInUse
 from rtsig.layout import (
-    ASK, BID, HEADER_DTYPE, LAYOUT_VERSION, MAGIC, VENUE_FUTURES, VENUE_SPOT, Layout,
+    ASK, BID, HEADER_DTYPE, LAYOUT_VERSION, MAGIC, VENUE_BINANCE, VENUE_BINANCE_FUTURES,
+    VENUE_FUTURES, VENUE_SPOT, Layout,
 )
 from rtsig.settings import MARKETS, SYMBOL_BYTES, Settings
 
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 REGION_NAMES = (
     "header", "symbols", "symbol_names", "symbol_slots", "market", "book_meta", "book_levels",
     "trades", "tickers", "events", "event_message_ids", "event_cursors", "counters",
-    "last_signal_ms", "pressure_seconds", "pressure_history",
+    "last_signal_ms", "pressure_seconds", "pressure_history", "feed_cursors", "dominance", "quotes",
+    "transfers", "feed_name_counts", "venue_names", "exchange_names", "venue_quotes",
 )
 
 
@@ -98,6 +100,14 @@ class Store:
     last_signal_ms: np.ndarray
     pressure_seconds: np.ndarray
     pressure_history: np.ndarray
+    feed_cursors: np.ndarray
+    dominance: np.ndarray
+    quotes: np.ndarray
+    transfers: np.ndarray
+    feed_name_counts: np.ndarray
+    venue_names: np.ndarray
+    exchange_names: np.ndarray
+    venue_quotes: np.ndarray
 
     def __init__(self, layout: Layout, buffer, shm: shared_memory.SharedMemory | None = None,
                  readonly: bool = False) -> None:
@@ -200,6 +210,10 @@ class Store:
         h["owner_start_ticks"] = process_start_ticks(os.getpid())
         h["created_ns"] = time.time_ns()
         self.last_signal_ms[...] = np.iinfo(np.int64).min
+        self.venue_quotes[...] = np.nan
+        for venue, name in ((VENUE_BINANCE, "binance"), (VENUE_BINANCE_FUTURES, "binance_futures")):
+            self.venue_names[venue, :len(name)] = np.frombuffer(name.encode(), dtype=np.uint8)
+        self.feed_name_counts[0] = 2
         h["max_clock_skew_ms"] = int(settings.max_clock_skew_seconds * 1000)
         h["reference_max_age_ms"] = int(settings.reference_max_age_seconds * 1000)
         h["book_price_tolerance"] = settings.book_price_tolerance_percent / 100.0

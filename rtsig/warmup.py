@@ -35,7 +35,12 @@ def warm_up(settings: Settings) -> None:
     info, rows = new_candidate_buffers(1)
     evaluate_events(store.events[0], 0, 0, store.book_meta, store.book_levels, store.market,
                     store.trades, store.tickers, params.values, params.enabled,
-                    store.counters[C.ROW_SUPERVISOR], info, rows)
+                    store.counters[C.ROW_SUPERVISOR], info, rows, store.symbols, store.feed_cursors,
+                    store.dominance, store.quotes, store.transfers, store.venue_quotes,
+                    store.venue_names)
+    from rtsig.feeds.path import warm_up as warm_up_feeds
+
+    warm_up_feeds(store, settings)  # the feeds' writers and the futures-book mirror
     frames = np.zeros(4, dtype=np.int64)
     meta = np.zeros((4, 5), dtype=np.int64)
     ping = np.frombuffer(b"PING\r\n", dtype=np.uint8).copy()

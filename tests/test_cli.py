@@ -67,7 +67,7 @@ def test_config_prints_every_strategy_parameter_with_its_source(tmp_path):
     config = json.loads(proc.stdout)
     skew = config["strategies"]["orderbook_skew"]["parameters"]["buy_threshold"]
     assert skew == {"value": 1.5, "source": "env", "env": "ORDERBOOK_SKEW_BUY_THRESHOLD"}
-    assert config["strategies"]["btc_dominance"]["enabled"] is False
+    assert config["strategies"]["btc_dominance"]["enabled"] is True
     assert len(config["strategies"]) == 6
 
 

@@ -64,11 +64,10 @@ def test_defaults_from_an_empty_environment_are_the_spec_defaults(field, expecte
     assert getattr(settings, field) == expected
 
 
-def test_default_strategies_enabled_are_the_three_realtime_ones():
+def test_default_strategies_enabled_are_all_six():
     enabled = Settings.from_env({}).strategy_enabled
-    assert {sid: on for sid, on in enabled.items()} == \
-        {**{sid: True for sid in REALTIME}, **{sid: False for sid in MARKET_LOGIC}}
-    assert Settings.from_env({}).realtime_enabled == (True, True, True)
+    assert {sid: on for sid, on in enabled.items()} == {sid: True for sid in REALTIME + MARKET_LOGIC}
+    assert Settings.from_env({}).realtime_enabled == (True,) * 6
 
 
 def test_log_format_default_is_json_outside_a_terminal():
@@ -95,7 +94,8 @@ def test_dataclass_defaults_equal_from_env_defaults():
 
 
 def test_empty_or_blank_variables_count_as_unset():
-    blank = {"NATS_URL": "", "HTTP_PORT": "  ", "MIN_CONFIDENCE": "", "TRADING_SYMBOLS": "",
+    # (not TRADING_SYMBOLS: an empty symbol list is refused, tests/test_newcomer.py)
+    blank = {"NATS_URL": "", "HTTP_PORT": "  ", "MIN_CONFIDENCE": "",
              "ORDERBOOK_SKEW_TOP_LEVELS": " ", "STRATEGY_ENABLED_TRADE_MOMENTUM": ""}
     assert Settings.from_env(blank) == Settings.from_env({})
 
@@ -161,8 +161,11 @@ EVERY_VARIABLE = {
     "LOG_FORMAT": ("text" if not sys.stderr.isatty() else "json", "log_format",
                    "text" if not sys.stderr.isatty() else "json"),
 }
-for _sid in REALTIME:
+for _sid in REALTIME + MARKET_LOGIC:
     EVERY_VARIABLE[f"STRATEGY_ENABLED_{_sid.upper()}"] = ("false", "strategy_enabled", None)
+EVERY_VARIABLE["MARKET_DOMINANCE_SUBJECT"] = ("dom.x", "market_dominance_subject", "dom.x")
+EVERY_VARIABLE["MARKET_QUOTES_SUBJECT"] = ("quotes.x", "market_quotes_subject", "quotes.x")
+EVERY_VARIABLE["ONCHAIN_TRANSFERS_SUBJECT"] = ("chain.x", "onchain_transfers_subject", "chain.x")
 
 
 def _nats_login_files() -> dict[str, Path]:
@@ -230,9 +233,11 @@ PARAM_VALUES = {
     "btc_dominance": {"high_threshold": ("75", 75.0), "low_threshold": ("35", 35.0),
                       "change_threshold": ("3", 3.0), "window_hours": ("12", 12)},
     "cross_exchange_spread": {"spread_threshold_percent": ("0.7", 0.7),
-                              "max_position_size": ("250", 250.0)},
+                              "max_position_size": ("250", 250.0),
+                              "max_quote_age_seconds": ("30", 30.0)},
     "onchain_metrics": {"whale_threshold_btc": ("50", 50.0), "whale_threshold_eth": ("500", 500.0),
-                        "exchange_flow_threshold_percent": ("20", 20.0)},
+                        "exchange_flow_threshold_percent": ("20", 20.0),
+                        "flow_window_minutes": ("30", 30)},
 }
 for _sid, _values in PARAM_VALUES.items():
     _values["min_signal_interval"] = ("5", 5)
@@ -399,9 +404,8 @@ BAD_VALUES = [
     ("LOG_LEVEL", "trace", "INFO"),
     ("LOG_FORMAT", "xml", "json"),
     ("STRATEGY_ENABLED_ORDERBOOK_SKEW", "maybe", "true or false"),
-    ("STRATEGY_ENABLED_BTC_DOMINANCE", "true", "false"),
-    ("STRATEGY_ENABLED_CROSS_EXCHANGE_SPREAD", "yes", "false"),
-    ("STRATEGY_ENABLED_ONCHAIN_METRICS", "1", "false"),
+    ("STRATEGY_ENABLED_BTC_DOMINANCE", "sometimes", "true or false"),
+    ("MARKET_QUOTES_SUBJECT", "market.*", "without wildcards"),
     ("ORDERBOOK_SKEW_TOP_LEVELS", "0", ">= 1"),
     ("ORDERBOOK_SKEW_TOP_LEVELS", "21", "<= 20"),
     ("ORDERBOOK_SKEW_TOP_LEVELS", "2.5", "integer"),
@@ -452,10 +456,15 @@ def test_market_logic_strategy_may_be_set_disabled_explicitly():
     assert not any(Settings.from_env(env).strategy_enabled[sid] for sid in MARKET_LOGIC)
 
 
-def test_enabling_a_market_logic_strategy_says_why_it_is_refused():
-    with pytest.raises(SettingsError) as info:
-        Settings.from_env({"STRATEGY_ENABLED_BTC_DOMINANCE": "true"})
-    assert "btc_dominance" in str(info.value)
+def test_market_logic_strategies_are_enabled_by_default_and_read_their_feed_subjects():
+    settings = Settings.from_env({})
+    assert all(settings.strategy_enabled[sid] for sid in MARKET_LOGIC)
+    assert settings.feed_subjects == ("market.global.dominance", "market.quotes", "onchain.transfers")
+    settings = Settings.from_env({"MARKET_DOMINANCE_SUBJECT": "d.x", "MARKET_QUOTES_SUBJECT": "q.x",
+                                  "ONCHAIN_TRANSFERS_SUBJECT": "o.x",
+                                  "STRATEGY_ENABLED_BTC_DOMINANCE": "true"})
+    assert settings.feed_subjects == ("d.x", "q.x", "o.x")
+    assert settings.strategy_enabled["btc_dominance"]
 
 
 def test_bool_spellings():
@@ -492,7 +501,7 @@ def _env_without_rtsig_vars(**extra: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("variable,value", [
     ("RTSIG_BOOK_RING", "6"),
-    ("STRATEGY_ENABLED_BTC_DOMINANCE", "true"),
+    ("STRATEGY_ENABLED_BTC_DOMINANCE", "sometimes"),
     ("ORDERBOOK_SKEW_TOP_LEVELS", "0"),
     ("HTTP_PORT", "not-a-port"),
 ])

@@ -1,10 +1,15 @@
 """Judge a batch of events with the strategy kernels, each on its own data.
 
 One jitted call per batch: for every event, read the ring entry the event names (a seqlock copy
-for a book, a cursor check for trade and ticker windows), run the enabled kernel with the
-symbol's parameter row, and append a *candidate* (kernel output row + event index, strategy,
+for a book, a cursor check for trade, ticker and feed windows), run the enabled kernels with the
+symbol's parameter rows, and append a *candidate* (kernel output row + event index, strategy,
 action). Data overwritten since the event was written is counted as an overrun, never judged.
 The confidence floor and cool-down are applied afterwards by :mod:`rtsig.signals`.
+
+Market-logic strategies (interfaces.md §2c): a dominance sample or a transfer is judged on its
+feed ring; a venue quote first updates the symbol's ``venue_quotes`` row (this worker is its only
+writer, in event order), then cross_exchange_spread judges the row; a spot book does the same
+for venue ``binance`` after orderbook_skew — so one book event can give two candidates.
 """
 
 from __future__ import annotations
@@ -12,19 +17,31 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from kernels.btc_dominance import btc_dominance
+from kernels.cross_exchange_spread import cross_exchange_spread
+from kernels.onchain_metrics import onchain_metrics
 from kernels.orderbook_skew import orderbook_skew
-from kernels.output import OUT_OLDEST_POSITION, OUT_WIDTH, RESULT_OVERRUN
+from kernels.output import OUT_OLDEST_POSITION, OUT_WIDTH, RESULT_NO_PRICE, RESULT_OVERRUN
 from kernels.ticker_velocity import ticker_velocity
 from kernels.trade_momentum import trade_momentum
 from rtsig import codes
 from rtsig import counters as C
-from rtsig.layout import DEPTH_LEVELS
+from rtsig.layout import (
+    ASK, BID, CURSOR_BEGIN, DEPTH_LEVELS, KIND_DOMINANCE, KIND_QUOTE, KIND_TRANSFER_BTC,
+    KIND_TRANSFER_ETH, PRICE, QUOTE_ASK, QUOTE_BID, QUOTE_TIME, RING_DOMINANCE, RING_QUOTES,
+    RING_TRANSFERS_BTC, VENUE_BINANCE, VENUE_SPOT,
+)
 from rtsig.registry import strategy_number
 from rtsig.seqlock import acquire_fence, release_fence
 
 S_SKEW = strategy_number("orderbook_skew")
 S_MOMENTUM = strategy_number("trade_momentum")
 S_VELOCITY = strategy_number("ticker_velocity")
+S_DOMINANCE = strategy_number("btc_dominance")
+S_SPREAD = strategy_number("cross_exchange_spread")
+S_ONCHAIN = strategy_number("onchain_metrics")
+CANDIDATES_PER_EVENT = 2
+"""A spot book can give an orderbook_skew and a cross_exchange_spread candidate."""
 
 CANDIDATE_DTYPE = np.dtype([
     ("event_index", "i8"),
@@ -33,13 +50,40 @@ CANDIDATE_DTYPE = np.dtype([
 ], align=True)
 
 
+@njit(cache=True, inline="always")
+def _judged(counters, cand_info, cand_rows, n_cand, idx, strategy, action, out):
+    """Count one judged event of ``strategy``; append a candidate for a buy or sell."""
+    counters[C.EVALUATED_BASE + strategy] += 1
+    if action == RESULT_NO_PRICE:
+        counters[C.NO_PRICE] += 1
+        return n_cand
+    if action != codes.ACTION_BUY and action != codes.ACTION_SELL:
+        return n_cand
+    cand_info[n_cand].event_index = idx
+    cand_info[n_cand].strategy = strategy
+    cand_info[n_cand].action = action
+    for k in range(OUT_WIDTH):
+        cand_rows[n_cand, k] = out[k]
+    return n_cand + 1
+
+
+@njit(cache=True, inline="always")
+def _has_other_venue(row):
+    for v in range(1, row.shape[0]):
+        if row[v, QUOTE_BID] > 0.0:
+            return True
+    return False
+
+
 @njit(cache=True, error_model="numpy")
 def evaluate_events(events, first, count, book_meta, book_levels, market, trades, tickers,
-                    params, enabled, counters, cand_info, cand_rows):
+                    params, enabled, counters, cand_info, cand_rows, symbols, feed_cursors,
+                    dominance, quotes, transfers, venue_quotes, venue_names):
     """Evaluate ``events[first:first+count]`` (indices taken modulo ``len(events)``).
 
     ``params[symbol, strategy, :]`` are the kernels' parameter arrays; ``enabled[strategy]`` the
-    switches. Candidates go to ``cand_info`` / ``cand_rows`` (capacity ≥ count); returns how many.
+    switches. Candidates go to ``cand_info`` / ``cand_rows`` (capacity ≥ CANDIDATES_PER_EVENT ·
+    count); returns how many.
     """
     ring = events.shape[0]
     book_ring = book_meta.shape[1]
@@ -54,38 +98,61 @@ def evaluate_events(events, first, count, book_meta, book_levels, market, trades
         sid = ev.symbol
         pos = ev.position
         kind = ev.kind
-        action = codes.ACTION_NONE
-        strategy = -1
-        overrun = False
         if kind == codes.KIND_DEPTH:
-            if enabled[S_SKEW]:
-                strategy = S_SKEW
-                slot = pos & (book_ring - 1)
-                seq1 = book_meta[sid, slot].seq
-                acquire_fence()
-                nb = book_meta[sid, slot].bid_count
-                na = book_meta[sid, slot].ask_count
+            spot = symbols[sid].venue == VENUE_SPOT
+            skew = enabled[S_SKEW]
+            slot = pos & (book_ring - 1)
+            seq1 = book_meta[sid, slot].seq
+            acquire_fence()
+            nb = book_meta[sid, slot].bid_count
+            na = book_meta[sid, slot].ask_count
+            if skew:
                 for side in range(2):
                     n_side = nb if side == 0 else na
                     for k in range(n_side):
                         levels[side, k, 0] = book_levels[sid, slot, side, k, 0]
                         levels[side, k, 1] = book_levels[sid, slot, side, k, 1]
-                acquire_fence()
-                seq2 = book_meta[sid, slot].seq
-                if seq1 != 2 * pos + 2 or seq2 != seq1:
-                    overrun = True
-                else:
-                    action = orderbook_skew(levels, nb, na, params[sid, S_SKEW], out)
+            best_bid = book_levels[sid, slot, BID, 0, PRICE]
+            best_ask = book_levels[sid, slot, ASK, 0, PRICE]
+            acquire_fence()
+            seq2 = book_meta[sid, slot].seq
+            release_fence()
+            market[sid].book_done = pos + 1  # the ingest may reuse the entry (backpressure)
+            if seq1 != 2 * pos + 2 or seq2 != seq1:
+                if skew or spot:
+                    counters[C.OVERRUNS] += 1
+                continue
+            if skew:
+                action = orderbook_skew(levels, nb, na, params[sid, S_SKEW], out)
+                n_cand = _judged(counters, cand_info, cand_rows, n_cand, idx, S_SKEW, action, out)
+            if spot and nb > 0 and na > 0:
+                row = venue_quotes[sid]
+                row[VENUE_BINANCE, QUOTE_BID] = best_bid
+                row[VENUE_BINANCE, QUOTE_ASK] = best_ask
+                row[VENUE_BINANCE, QUOTE_TIME] = ev.event_time_ms
+                if enabled[S_SPREAD] and _has_other_venue(row):
+                    action = cross_exchange_spread(row, ev.event_time_ms, params[sid, S_SPREAD],
+                                                   venue_names, out)
+                    n_cand = _judged(counters, cand_info, cand_rows, n_cand, idx, S_SPREAD, action, out)
         elif kind == codes.KIND_TRADE or kind == codes.KIND_AGG_TRADE:
+            action = codes.ACTION_NONE
+            overrun = False
             if enabled[S_MOMENTUM]:
-                strategy = S_MOMENTUM
                 action = trade_momentum(trades[sid], pos, params[sid, S_MOMENTUM], out)
                 acquire_fence()
                 if market[sid].trade_begin - trade_cap > np.int64(out[OUT_OLDEST_POSITION]):
                     overrun = True
+            release_fence()
+            market[sid].trade_done = pos + 1
+            if enabled[S_MOMENTUM]:
+                if overrun:
+                    counters[C.OVERRUNS] += 1
+                else:
+                    n_cand = _judged(counters, cand_info, cand_rows, n_cand, idx, S_MOMENTUM, action, out)
         elif kind == codes.KIND_TICKER:
+            action = codes.ACTION_NONE
+            overrun = False
             if enabled[S_VELOCITY]:
-                strategy = S_VELOCITY
                 lowest = max(np.int64(0), market[sid].ticker_begin - ticker_cap)
                 if pos < lowest:
                     overrun = True
@@ -96,30 +163,50 @@ def evaluate_events(events, first, count, book_meta, book_levels, market, trades
                         overrun = True
                     elif market[sid].ticker_begin - ticker_cap > np.int64(out[OUT_OLDEST_POSITION]):
                         overrun = True
-        # tell the ingest this entry may be reused (backpressure; see rtsig.decode)
-        release_fence()
-        if kind == codes.KIND_DEPTH:
-            market[sid].book_done = pos + 1
-        elif kind == codes.KIND_TICKER:
+            release_fence()
             market[sid].ticker_done = pos + 1
-        else:
-            market[sid].trade_done = pos + 1
-        if strategy < 0:
-            continue
-        if overrun:
-            counters[C.OVERRUNS] += 1
-            continue
-        counters[C.EVALUATED_BASE + strategy] += 1
-        if action == codes.ACTION_BUY or action == codes.ACTION_SELL:
-            cand_info[n_cand].event_index = idx
-            cand_info[n_cand].strategy = strategy
-            cand_info[n_cand].action = action
-            for k in range(OUT_WIDTH):
-                cand_rows[n_cand, k] = out[k]
-            n_cand += 1
+            if enabled[S_VELOCITY]:
+                if overrun:
+                    counters[C.OVERRUNS] += 1
+                else:
+                    n_cand = _judged(counters, cand_info, cand_rows, n_cand, idx, S_VELOCITY, action, out)
+        elif kind == KIND_QUOTE:
+            cap = quotes.shape[0]
+            e = quotes[pos & (cap - 1)]
+            bid, ask, ts, venue = e.bid, e.ask, e.ts_ms, e.venue
+            acquire_fence()
+            if feed_cursors[RING_QUOTES, CURSOR_BEGIN] - cap > pos:
+                counters[C.OVERRUNS] += 1
+                continue
+            row = venue_quotes[sid]
+            row[venue, QUOTE_BID] = bid
+            row[venue, QUOTE_ASK] = ask
+            row[venue, QUOTE_TIME] = ts
+            if enabled[S_SPREAD]:
+                action = cross_exchange_spread(row, ts, params[sid, S_SPREAD], venue_names, out)
+                n_cand = _judged(counters, cand_info, cand_rows, n_cand, idx, S_SPREAD, action, out)
+        elif kind == KIND_DOMINANCE:
+            if enabled[S_DOMINANCE]:
+                action = btc_dominance(dominance, pos, params[sid, S_DOMINANCE], out)
+                acquire_fence()
+                if feed_cursors[RING_DOMINANCE, CURSOR_BEGIN] - dominance.shape[0] > np.int64(out[OUT_OLDEST_POSITION]):
+                    counters[C.OVERRUNS] += 1
+                else:
+                    n_cand = _judged(counters, cand_info, cand_rows, n_cand, idx, S_DOMINANCE, action, out)
+        elif kind == KIND_TRANSFER_BTC or kind == KIND_TRANSFER_ETH:
+            if enabled[S_ONCHAIN]:
+                chain = kind - KIND_TRANSFER_BTC
+                chain_ring = transfers[chain]
+                action = onchain_metrics(chain_ring, pos, chain, params[sid, S_ONCHAIN], out)
+                acquire_fence()
+                if feed_cursors[RING_TRANSFERS_BTC + chain, CURSOR_BEGIN] - chain_ring.shape[0] \
+                        > np.int64(out[OUT_OLDEST_POSITION]):
+                    counters[C.OVERRUNS] += 1
+                else:
+                    n_cand = _judged(counters, cand_info, cand_rows, n_cand, idx, S_ONCHAIN, action, out)
     return n_cand
 
 
 def new_candidate_buffers(capacity: int) -> tuple[np.ndarray, np.ndarray]:
-    return (np.zeros(capacity, dtype=CANDIDATE_DTYPE),
-            np.zeros((capacity, OUT_WIDTH), dtype=np.float64))
+    return (np.zeros(CANDIDATES_PER_EVENT * capacity, dtype=CANDIDATE_DTYPE),
+            np.zeros((CANDIDATES_PER_EVENT * capacity, OUT_WIDTH), dtype=np.float64))

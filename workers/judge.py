@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.output import OUT_CODE, OUT_FEED_POSITION, OUT_QUANTITY, ROTATIONS, TIMEFRAMES, TRIGGERS
 from rtsig.counters import ROW_WORKER0
-from rtsig.layout import VENUE_FUTURES
+from rtsig.layout import CHAINS, KIND_TRANSFER_BTC, VENUE_FUTURES
 from rtsig.params import ParameterTable
 from rtsig.settings import MARKETS
-from rtsig.signals import SignalBuilder
-from workers.evaluate import evaluate_events, new_candidate_buffers
+from rtsig.signals import SignalBuilder, signal_id_for
+from workers.evaluate import CANDIDATES_PER_EVENT, evaluate_events, new_candidate_buffers
+
+_MARKET_LOGIC = frozenset(TIMEFRAMES)
 
 
 class EventJudge:
@@ -32,7 +35,7 @@ class EventJudge:
 
     def judge(self, events: np.ndarray, message_ids: np.ndarray, first: int, count: int) -> list[dict]:
         """Signals for ``events[first:first+count]`` (modulo the array length), in event order."""
-        if count > len(self.cand_info):
+        if CANDIDATES_PER_EVENT * count > len(self.cand_info):
             self.cand_info, self.cand_rows = new_candidate_buffers(count)
         store = self.store
         if int(store.header[0]["symbol_evictions"]) != self._evictions_seen:
@@ -43,7 +46,9 @@ class EventJudge:
             self._symbols_known = len(names)
         n = evaluate_events(events, first, count, store.book_meta, store.book_levels, store.market,
                             store.trades, store.tickers, self.params.values, self.params.enabled,
-                            self.counters, self.cand_info, self.cand_rows)
+                            self.counters, self.cand_info, self.cand_rows, store.symbols,
+                            store.feed_cursors, store.dominance, store.quotes, store.transfers,
+                            store.venue_quotes, store.venue_names)
         signals = []
         self.receipts = []
         if n == 0:
@@ -53,16 +58,18 @@ class EventJudge:
         index = info["event_index"]
         picked = events[index]
         venues = store.symbols["venue"][picked["symbol"]].tolist()
-        for c, (idx, strategy, action, sid, event_time_ms, receipt_ns, venue) in enumerate(zip(
+        for c, (idx, strategy, action, sid, event_time_ms, receipt_ns, venue, kind) in enumerate(zip(
                 index.tolist(), info["strategy"].tolist(), info["action"].tolist(),
                 picked["symbol"].tolist(), picked["event_time_ms"].tolist(), picked["receipt_ns"].tolist(),
-                venues)):
+                venues, picked["kind"].tolist())):
             mid = message_ids[idx]
             length = int(mid[0])
             message_id = mid[1:1 + length].tobytes().decode("utf-8", "replace") if length else None
             signal = self.builder.build(strategy, sid, action, self.cand_rows[c], event_time_ms, message_id,
                                         MARKETS[1] if venue == VENUE_FUTURES else MARKETS[0])
             if signal is not None:
+                if signal["strategy_id"] in _MARKET_LOGIC:
+                    self._market_logic(signal, self.cand_rows[c], kind, message_id)
                 signals.append(signal)
                 self.receipts.append(receipt_ns)
         return signals
@@ -82,4 +89,51 @@ class EventJudge:
             self.builder.forget(sid)
             if self._owner is None or int(store.symbols[sid]["worker"]) == self._owner:
                 store.last_signal_ms[sid] = np.iinfo(np.int64).min
+                store.venue_quotes[sid] = np.nan
         self._generations[:count] = generations
+
+    def _market_logic(self, signal: dict, row: np.ndarray, kind: int, message_id: str | None) -> None:
+        """The fields of a market-logic signal that are not numbers in the kernel's row: its
+        timeframe, its quantity (cross_exchange_spread), its text metadata, and a signal id
+        derived from the feed entry that triggered it (feed bodies carry no message id)."""
+        store = self.store
+        strategy_id = signal["strategy_id"]
+        metadata = signal["metadata"]
+        signal["timeframe"] = TIMEFRAMES[strategy_id]
+        code = int(row[OUT_CODE])
+        position = int(row[OUT_FEED_POSITION])
+        key = message_id
+        if strategy_id == "btc_dominance":
+            entry = store.dominance[position & (len(store.dominance) - 1)]
+            metadata["rotation"] = ROTATIONS[code]
+            metadata["dominance_source"] = _text(entry["source"], entry["source_len"])
+            key = f"dominance@{int(entry['ts_ms'])}"
+        elif strategy_id == "cross_exchange_spread":
+            venue = _text(store.venue_names[code])
+            metadata["venue"] = venue
+            buy = signal["action"] == "buy"
+            metadata["buy_venue"] = "binance" if buy else venue
+            metadata["sell_venue"] = venue if buy else "binance"
+            quantity = float(row[OUT_QUANTITY])
+            if quantity >= 0:
+                signal["quantity"] = quantity
+            if key is None:  # a feed quote (a book or a mirrored futures book has a message id)
+                key = f"{signal['symbol']}@{metadata['event_time']}:{venue}"
+        elif strategy_id == "onchain_metrics":
+            chain = kind - KIND_TRANSFER_BTC
+            ring = store.transfers[chain]
+            entry = ring[position & (len(ring) - 1)]
+            metadata["chain"] = CHAINS[chain]
+            metadata["txid"] = _text(entry["txid"], entry["txid_len"])
+            exchange = int(entry["exchange"])
+            metadata["exchange"] = _text(store.exchange_names[exchange]) if exchange >= 0 else None
+            metadata["trigger"] = TRIGGERS[code]
+            key = f"{CHAINS[chain]}:{metadata['txid']}"
+        if key != message_id:
+            signal["signal_id"] = signal_id_for(key, strategy_id, signal["action"], signal["symbol"],
+                                                metadata["event_time"], metadata["market"])
+
+
+def _text(raw: np.ndarray, length: int | None = None) -> str:
+    data = bytes(raw[:int(length)]) if length is not None else bytes(raw).rstrip(b"\0")
+    return data.decode("utf-8", "replace")

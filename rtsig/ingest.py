@@ -26,6 +26,7 @@ from rtsig import codes, durable
 from rtsig import counters as C
 from rtsig.decode import Decoder, new_event_buffers
 from rtsig.eventring import route_events, wake_workers
+from rtsig.feeds.path import FeedPath
 from rtsig.layout import CURSOR_HEAD, CURSOR_TAIL, VENUE_FUTURES
 from rtsig.logs import RateLimiter
 from rtsig.natsauth import NatsAuth
@@ -66,6 +67,10 @@ class Ingest:
         self.limiter = RateLimiter(60.0)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.parents = supervisor_and_zygote(store)
+        self.feeds = FeedPath(store, settings, C.ROW_INGEST)
+        """The market-logic strategies' feeds (interfaces.md §2c): frames of their subjects are
+        taken in their place among the market data (``_flush``)."""
+        self.feed_sub: FastSubscriber | None = None
 
     async def run(self) -> int:
         """Subscribe and decode every read in bulk until shutdown; then judge what was received."""
@@ -76,7 +81,9 @@ class Ingest:
         self.auth = NatsAuth.from_settings(self.settings)
         futures = self.settings.nats_futures_topic
         self.subjects: tuple[str, ...] = (self.settings.nats_consumer_topic,) + ((futures,) if futures else ())
-        self.subject_table = SubjectTable(list(self.subjects)) if futures else None
+        self.n_market_subjects = len(self.subjects)
+        self.subjects += self.settings.feed_subjects  # feeds: sids after the market subjects
+        self.subject_table = SubjectTable(list(self.subjects))
         self.acks: durable.AckTracker | None = None
         self.rebuild_until = 0
         self._counted = np.zeros(4, dtype=np.int64)
@@ -91,6 +98,9 @@ class Ingest:
         queue = None if sharded else self.settings.nats_consumer_group
         self.sub = self._subscriber(pull, queue)
         self.sub.start()
+        if pull is not None:  # the durable consumer reads the market subjects only
+            self.feed_sub = self._feed_subscriber()
+            self.feed_sub.start()
         log.info("reading %s", f"JetStream stream {pull.stream} through consumer {pull.consumer}" if pull
                  else f"{self.settings.nats_consumer_topic} " + (
                      f"as shard {self.settings.shard_index}/{self.settings.shard_count}" if sharded
@@ -107,13 +117,56 @@ class Ingest:
                               on_data=self._flush, on_state=self._state, batch=FAST_BATCH,
                               limit_bytes=BACKLOG_LIMIT_BYTES, pull=pull, also=self.subjects[1:])
 
-    def _markets(self, n: int) -> np.ndarray | None:
+    def _markets(self, n: int, which: np.ndarray | None = None) -> np.ndarray | None:
         """Per frame, ``VENUE_FUTURES`` for a message published on ``NATS_FUTURES_TOPIC`` (known by
         its subject, also in a JetStream delivery), else 0 (the payload's shape decides)."""
-        if self.subject_table is None:
+        if self.n_market_subjects == 1:
             return None
+        if which is None:
+            which = self.subject_table.classify(self.sub.buffer, self.sub.frame_meta(n))
+        return np.where(which[:n] == 1, VENUE_FUTURES, 0).astype(np.uint8)
+
+    # ----- feeds of the market-logic strategies (interfaces.md §2c)
+    def _feed_frames(self, n: int, room: int) -> tuple[int, np.ndarray]:
+        """How many of the next ``n`` frames are market data before the first feed frame (0:
+        the first is a feed's), and every frame's subject index. A run of market frames leaves
+        room in the rings for a quote after each of its USD-M futures books."""
         which = self.subject_table.classify(self.sub.buffer, self.sub.frame_meta(n))
-        return np.where(which == 1, VENUE_FUTURES, 0).astype(np.uint8)
+        feeds = np.flatnonzero(which >= self.n_market_subjects)
+        if feeds.size:
+            n = int(feeds[0])
+        return min(n, max(1, room // 2)) if n else 0, which
+
+    def _take_feed(self, sub: FastSubscriber, feed: int) -> None:
+        """The next frame is a feed message: store it and route its event in its place."""
+        s = self.store
+        starts, ends, receipt_ns = sub.spans(1)
+        body = sub.buffer[int(starts[0]):int(ends[0])].tobytes()
+        if self.feeds.handle(feed, body, int(receipt_ns[0])):
+            route_events(self.feeds.events, self.feeds.ids, 1, s.symbols, s.events,
+                         s.event_message_ids, s.event_cursors, self.row, self.wake)
+            wake_workers(self.wake, self.wakers)
+
+    def _feed_subscriber(self) -> FastSubscriber:
+        """JetStream mode: the feeds on a core-NATS subscription of their own (the durable
+        consumer captures the market subjects only); they are taken in arrival order."""
+        subjects = self.settings.feed_subjects
+        return FastSubscriber(self.auth, subjects[0], None, "rtsig-ingest-feeds",
+                              on_data=self._flush_feed_sub, on_state=lambda connected: None,
+                              batch=256, also=subjects[1:])
+
+    def _flush_feed_sub(self) -> None:
+        sub = self.feed_sub
+        cursors = self.store.event_cursors
+        while sub.framed:
+            room = self.store.layout.event_ring - int((cursors[:, CURSOR_HEAD] - cursors[:, CURSOR_TAIL]).max())
+            if room <= 0:
+                self.loop.call_later(BACKPRESSURE_WAIT_S, self._flush_feed_sub)
+                return
+            which = int(self.subject_table.classify(sub.buffer, sub.frame_meta(1))[0])
+            if which >= self.n_market_subjects:
+                self._take_feed(sub, which - self.n_market_subjects)
+            sub.consumed(1)
 
     async def _finish(self) -> None:
         """Stop intake, judge what was received, and (JetStream) acknowledge what was judged."""
@@ -127,6 +180,9 @@ class Ingest:
             self._acknowledge()
             await self.sub.flush_writes()
         await self.sub.close()
+        if self.feed_sub is not None:
+            await self.feed_sub.close()
+            self._flush_feed_sub()
         self.row[C.SUBSCRIBED] = 0
         await self._drain_backlog()
         self._stamp()
@@ -254,12 +310,19 @@ class Ingest:
                     self.row[C.INPUT_REDELIVERED] += again
                     sub.consumed(again)
                     continue
+            n, which = self._feed_frames(n, room)
+            if n == 0:  # a feed message, in its place among the market data
+                self._take_feed(sub, int(which[0]) - self.n_market_subjects)
+                self.row[C.MESSAGES_HANDED_OFF] += 1
+                sub.consumed(1)
+                continue
             starts, ends, receipt_ns = sub.spans(n)
             nxt, n_events = self.decoder.decode_spans(sub.buffer, starts, ends, receipt_ns,
                                                       self.f_status, self.f_events, self.f_ids,
-                                                      self._markets(n))
+                                                      self._markets(n, which))
             if n_events:
-                route_events(self.f_events, self.f_ids, n_events, s.symbols, s.events,
+                events, ids, n_events = self.feeds.mirror(self.f_events, self.f_ids, n_events)
+                route_events(events, ids, n_events, s.symbols, s.events,
                              s.event_message_ids, cursors, self.row, self.wake)
                 if self.rebuild_until:
                     durable.mark_silent(cursors)

@@ -442,6 +442,99 @@ def test_k8s_service_and_hpa(k8s):
     assert cpu and cpu[0]["resource"]["target"]["type"] == "Utilization"
 
 
+# --------------------------------------------------------------------------- symbol shards
+
+SHARDS_DIR = K8S_DIR / "shards"
+SHARD_SERVICES = ("rtsig-shard-0", "rtsig-shard-1", "rtsig-shard-2")
+
+
+def test_compose_shards_profile_covers_every_shard_once(compose):
+    services = compose["services"]
+    shards = []
+    for name in SHARD_SERVICES:
+        svc = services[name]
+        assert svc["profiles"] == ["shards"]
+        environment = {k: interpolate(v) for k, v in as_env(svc["environment"]).items()}
+        env_file = read_env_file(ENV_EXAMPLE, include_commented=False)
+        settings = assert_settings({**env_file, **environment}, f"docker-compose.yml {name}")
+        shards.append((settings.shard_index, settings.shard_count))
+        assert settings.nats_url == "nats://nats:4222" and str(settings.data_dir) == "/var/lib/rtsig"
+        assert segment_bytes(settings) < quantity_bytes(svc["shm_size"])
+        assert any(HEALTH_ROUTE in str(part) for part in svc["healthcheck"]["test"])
+    assert sorted(shards) == [(k, len(SHARD_SERVICES)) for k in range(len(SHARD_SERVICES))]
+    ports = [str(p).rsplit(":", 2)[-2] for name in RTSIG_SERVICES + SHARD_SERVICES
+             for p in services[name]["ports"]]
+    assert len(set(ports)) == len(ports), "two rtsig services publish the same host port"
+    instances = {as_env(services[name]["environment"]).get("RTSIG_INSTANCE") for name in SHARD_SERVICES}
+    assert len(instances) == len(SHARD_SERVICES)
+
+
+@pytest.fixture(scope="module")
+def shards_k8s() -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for path in sorted(SHARDS_DIR.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            key = doc["kind"] if doc["kind"] != "Service" else f"Service/{doc['metadata']['name']}"
+            assert key not in out
+            out[key] = {**doc, "_file": path.name}
+    return out
+
+
+def test_k8s_statefulset_ordinal_is_the_shard_index(shards_k8s, k8s):
+    sts, headless = shards_k8s["StatefulSet"], shards_k8s["Service/rtsig-shards"]
+    replicas = sts["spec"]["replicas"]
+    assert sts["spec"]["serviceName"] == headless["metadata"]["name"] and headless["spec"]["clusterIP"] == "None"
+    pod = sts["spec"]["template"]
+    assert all(pod["metadata"]["labels"].get(k) == v for k, v in sts["spec"]["selector"]["matchLabels"].items())
+    assert all(pod["metadata"]["labels"].get(k) == v for k, v in headless["spec"]["selector"].items())
+    # the queue-group Deployment's selector must not take the shard pods for its own
+    deployment_selector = k8s["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert sts["spec"]["selector"]["matchLabels"] != deployment_selector
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RTSIG_SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert int(env["RTSIG_SHARD_COUNT"]["value"]) == replicas >= 2
+    assert {next(iter(r)) for r in container["envFrom"]} == {"configMapRef", "secretRef"}
+    config = {k: str(v) for k, v in k8s["ConfigMap"]["data"].items()}
+    for k in range(replicas):  # what each pod's settings resolve to, from its name
+        pod_env = {**config, "RTSIG_SHARD_INDEX": f"{sts['metadata']['name']}-{k}",
+                   "RTSIG_SHARD_COUNT": env["RTSIG_SHARD_COUNT"]["value"]}
+        settings = assert_settings(pod_env, f"StatefulSet pod {k}")
+        assert (settings.shard_index, settings.shard_count) == (k, replicas)
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["livenessProbe"]["httpGet"]["path"] == HEALTH_ROUTE
+    assert container["readinessProbe"]["httpGet"]["path"] == READY_ROUTE
+    assert named["http"] == int(config["HTTP_PORT"])
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    shm = volumes[mounts["/dev/shm"]]["emptyDir"]
+    assert shm["medium"] == "Memory"
+    assert segment_bytes(Settings.from_env(config)) < quantity_bytes(shm["sizeLimit"]) \
+        <= quantity_bytes(container["resources"]["limits"]["memory"])
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["terminationGracePeriodSeconds"] > 10
+
+
+def test_k8s_shards_kustomization_leaves_the_queue_group_out(shards_k8s):
+    kustomization = shards_k8s["Kustomization"]
+    for resource in kustomization["resources"]:
+        assert (SHARDS_DIR / resource).exists(), resource
+    names = {Path(r).name for r in kustomization["resources"]}
+    assert names == {"configmap.yaml", "service.yaml", "statefulset.yaml"}, "no Deployment, no HPA"
+    parent = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    assert kustomization["images"] == parent["images"] and kustomization["namespace"] == parent["namespace"]
+    import shutil
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: the rendered output is not checked")
+    rendered = subprocess.run([kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(SHARDS_DIR)],
+                              capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(rendered.stdout))
+    assert kinds == ["ConfigMap", "Service", "Service", "StatefulSet"]
+
+
 # --------------------------------------------------------------------------- Grafana dashboard
 
 PROMQL_FUNCTIONS = {

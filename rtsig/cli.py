@@ -44,10 +44,49 @@ def cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
     def emit(signal: dict) -> None:
         out.write(orjson.dumps(signal) + b"\n")
 
-    summary = run_signals(messages(args.files), settings, emit, overrides)
+    source = service = None
+    if args.config_store:
+        service, source = _stored_parameters(settings, overrides)
+    try:
+        summary = run_signals(messages(args.files), settings, emit, overrides, source)
+    finally:
+        if service is not None:
+            service.close()
+    if service is not None:
+        summary["config_store"] = service.snapshot.source
     out.flush()
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
     return 0
+
+
+def _stored_parameters(settings: Settings, overrides: dict):
+    """``signals --config-store``: the config store the service would use (MONGODB_URI, MYSQL_URI
+    or the SQLite file in RTSIG_DATA_DIR), read once; ``--set`` flags still win over it."""
+    import dataclasses
+
+    from rtsig.config.service import ConfigService
+    from rtsig.params import changed_parameters
+
+    service = ConfigService(settings)
+    service.refresh()
+    health = service.health(refresh=False)
+    if health["degraded"]:
+        service.close()
+        raise ConfigError(f"--config-store: cannot read the config store {health['store']}: "
+                          f"{health['degraded']}")
+
+    class StoreThenSet:
+        def effective(self, strategy_id: str, symbol: str | None = None):
+            config = service.effective(strategy_id, symbol)
+            extra = overrides.get(strategy_id)
+            if not extra:
+                return config
+            params = {**config.parameters, **extra}
+            return dataclasses.replace(config, parameters=params,
+                                       changed=changed_parameters(strategy_id, params),
+                                       sources={**config.sources, **{k: "--set" for k in extra}})
+
+    return service, StoreThenSet()
 
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,10 +138,12 @@ def cmd_warm_up(args: argparse.Namespace, settings: Settings) -> int:
     """Compile every jitted function into the Numba cache (image build, first start)."""
     import time
 
+    from rtsig.compile_progress import compile_progress
     from rtsig.warmup import warm_up
 
     started = time.monotonic()
-    warm_up(settings)
+    with compile_progress(lambda line: print(f"rtsig: {line}", file=sys.stderr, flush=True)):
+        warm_up(settings)
     print(f"rtsig: compiled kernels are cached ({time.monotonic() - started:.1f} s)", file=sys.stderr)
     return 0
 
@@ -129,7 +170,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     return run_tool("replay", lambda stop: replay(
         settings, args.files, args.rate, args.loop, subject=args.subject, limit=args.count,
-        connect_timeout=args.connect_timeout, stop=stop))
+        connect_timeout=args.connect_timeout, stop=stop, shift_time=args.shift_time))
 
 
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
@@ -138,6 +179,20 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 
     return run_tool("tail", lambda stop: tail(settings, args.json, stop=stop, count=args.count,
                                               connect_timeout=args.connect_timeout))
+
+
+def _at_least(lo: float, kind: type) -> Callable[[str], float]:
+    """An argparse type: a ``kind`` number no smaller than ``lo`` (``--rate -1`` is refused)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= lo or value != value or value in (float("inf"),):
+            raise argparse.ArgumentTypeError(f"{text} is invalid: expected a number >= {lo:g}"
+                                             + (" (0 = as fast as possible)" if lo == 0 else ""))
+        return value
+    return parse
 
 
 def _connect_timeout(p: argparse.ArgumentParser) -> None:
@@ -182,16 +237,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--set", action="append", metavar="STRATEGY.PARAM=VALUE",
                    help="override a strategy parameter (repeatable)")
+    p.add_argument("--config-store", action="store_true",
+                   help="use the parameters operators stored through the API (the config store "
+                        "`rtsig run` would use: MONGODB_URI, MYSQL_URI or RTSIG_DATA_DIR's SQLite), "
+                        "global and per symbol; --set still wins")
     p.set_defaults(func=cmd_signals)
 
     p = sub.add_parser("replay", help="publish recorded market data to the input subject",
                        description="Publish recorded market data (JSON lines or `<recv_ts>: <json>` "
                                    "captures) to NATS_CONSUMER_TOPIC, as recorded or at a fixed rate.")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--rate", type=float, default=None,
+    p.add_argument("--rate", type=_at_least(0, float), default=None,
                    help="messages per second (0 = as fast as possible; default: as recorded)")
     p.add_argument("--loop", action="store_true", help="repeat the files until interrupted")
-    p.add_argument("--count", type=int, default=None, help="stop after this many messages")
+    p.add_argument("--count", type=_at_least(1, int), default=None,
+                   help="stop after this many messages")
+    p.add_argument("--shift-time", action="store_true",
+                   help="move the event times so that each round starts now: the service's "
+                        "cool-downs run on event time, so data it has already seen (a second "
+                        "replay of a file) gives no signals with its recorded times")
     p.add_argument("--subject", default=None, help="publish here instead of NATS_CONSUMER_TOPIC")
     _connect_timeout(p)
     p.set_defaults(func=cmd_replay)
@@ -200,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Subscribe to NATS_PUBLISHER_TOPIC (and its per-strategy "
                                    "subjects) and print one readable line per signal.")
     p.add_argument("--json", action="store_true", help="print the raw JSON signal")
-    p.add_argument("--count", type=int, default=None, help="exit after this many signals")
+    p.add_argument("--count", type=_at_least(1, int), default=None,
+                   help="exit after this many signals")
     _connect_timeout(p)
     p.set_defaults(func=cmd_tail)
 

@@ -41,13 +41,31 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    """The text format (``LOG_FORMAT=text``, a terminal's default): the message, then the record's
+    extra fields as ``key=value`` (compact JSON for nested values), so that lines such as the
+    heartbeat carry their numbers here too."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        extras = [f"{key}={_compact(value)}" for key, value in vars(record).items()
+                  if key not in _RESERVED and not key.startswith("_")]
+        return f"{line} {' '.join(extras)}" if extras else line
+
+
+def _compact(value: object) -> str:
+    if isinstance(value, str):
+        return value if value and " " not in value else orjson.dumps(value).decode()
+    return orjson.dumps(value, default=str).decode()
+
+
 def setup(level: str, fmt: str, process_name: str) -> None:
     """Configure the root logger of this process (called once per process)."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(process_name))
     else:
-        handler.setFormatter(logging.Formatter(
+        handler.setFormatter(TextFormatter(
             f"%(asctime)s %(levelname)-7s {process_name}[%(process)d] %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -2,7 +2,13 @@
 
 Pacing: as recorded (the gaps between capture receipt times, or between envelope timestamps),
 ``--rate N`` messages per second, or ``--rate 0`` flat out. ``--loop`` repeats the files. A
-progress line on stderr while it runs, the final count at the end.
+progress line on stderr while it runs (count, total, percentage, rate, ETA), the final count at
+the end.
+
+Event times: the strategies' cool-downs (``min_signal_interval``) run on the data's event time, so
+a service that has already seen a file's times makes no new signals from a second replay of it.
+``--shift-time`` moves every event time of each round (the envelope's ``timestamp``, the
+payload's ``E``/``T``/``O``/``C``) so the round starts now, and after the previous round.
 
 NATS outages are ridden over (:class:`ToolConnection`): the first connect waits at most
 ``--connect-timeout`` seconds, after that the connection is re-made for ever. While the server is
@@ -11,7 +17,10 @@ reconnect; a paced replay that finds the buffer full loses the message (the feed
 live one would), a flat-out one (``--rate 0``) waits for the server instead. The final count line
 accounts for every message taken from the files::
 
-    {"published": …, "unconfirmed": …, "lost": …, "reconnects": …, "subject": …, "seconds": …}
+    {"published": …, "unconfirmed": …, "lost": …, "reconnects": …, "subject": …, "seconds": …,
+     "event_times": "as recorded" | "shifted", "note": …}
+
+(``note`` only with times as recorded: why a repeat gives no signals, and ``--shift-time``.)
 
 - ``published``: the server acknowledged it (a flush's PONG came back after it, on the same
   connection);
@@ -29,7 +38,7 @@ import re
 import signal
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Awaitable, Callable, Iterator
 
 import orjson
@@ -200,9 +209,110 @@ def _envelope_ms(message: bytes) -> int | None:
         return None
 
 
-def paced(paths: list[str], rate: float | None, loop: bool) -> Iterator[tuple[bytes, float]]:
-    """``(message, seconds to wait before it)`` for every message, honouring the pacing mode."""
+SAME_TIMES_NOTE = ("event times as recorded: a service that has already seen them holds every "
+                   "repeat back (cool-downs run on event time), so replaying the same data again "
+                   "gives no new signals; --shift-time moves the times to now")
+_TIME_KEYS = ("E", "T", "O", "C")
+"""Payload fields holding epoch milliseconds (event, trade, ticker open and close times)."""
+
+
+class TimeShifter:
+    """``--shift-time``: each round's event times moved so that it starts at the wall clock (and
+    after the newest time of the previous round). Messages that are not JSON objects, or carry no
+    time, pass unchanged."""
+
+    def __init__(self, clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+        self.clock_ms = clock_ms
+        self.offset_ms: int | None = None
+        self.newest_ms: int | None = None
+
+    def new_round(self) -> None:
+        self.offset_ms = None
+
+    @staticmethod
+    def _first_time(doc: dict) -> int | None:
+        stamp = doc.get("timestamp")
+        if isinstance(stamp, str):
+            try:
+                return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+            except ValueError:
+                pass
+        data = doc.get("data") if isinstance(doc.get("data"), dict) else doc
+        value = data.get("E")
+        return value if isinstance(value, int) and value > 10**11 else None
+
+    def __call__(self, message: bytes) -> bytes:
+        try:
+            doc = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return message
+        if not isinstance(doc, dict):
+            return message
+        if self.offset_ms is None:
+            first = self._first_time(doc)
+            if first is None:
+                return message
+            start = self.clock_ms()
+            if self.newest_ms is not None:
+                start = max(start, self.newest_ms + 1)
+            self.offset_ms = start - first
+        offset = self.offset_ms
+        newest = self.newest_ms or 0
+        stamp = doc.get("timestamp")
+        if isinstance(stamp, str):
+            try:
+                t = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(milliseconds=offset)
+                text = t.isoformat(timespec="microseconds" if "." in stamp else "seconds")
+                doc["timestamp"] = text.replace("+00:00", "Z") if stamp.endswith("Z") else text
+                newest = max(newest, int(t.timestamp() * 1000))
+            except ValueError:
+                pass
+        data = doc.get("data") if isinstance(doc.get("data"), dict) else doc
+        for key in _TIME_KEYS:
+            value = data.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 10**11:
+                data[key] = value + offset
+                newest = max(newest, value + offset)
+        self.newest_ms = newest
+        return orjson.dumps(doc)
+
+
+def count_messages(paths: list[str]) -> int | None:
+    """Non-blank lines of the files: the progress line's total (None when reading stdin)."""
+    if "-" in paths:
+        return None
+    total = 0
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                total += sum(1 for line in f if line.strip())
+        except OSError:
+            return None  # open_inputs says what is wrong with it
+    return total
+
+
+def _progress(taken: int, total: int | None, round_no: int, elapsed: float, lost: int) -> str:
+    rate = taken / max(1e-9, elapsed)
+    line = f"\r  replay: {taken:>9,}"
+    if total:
+        done = taken - (round_no - 1) * total
+        left = max(0, total - done)
+        eta = left / rate if rate > 0 else 0
+        line += (f" / {total:,} ({100 * done / total:5.1f} %)"
+                 + (f" round {round_no}" if round_no > 1 else "")
+                 + f"  {rate:>8,.0f} msg/s  ETA {int(eta // 60)}:{int(eta % 60):02d}")
+    else:
+        line += f" messages  {rate:>9,.0f} msg/s"
+    return line + (f"  {lost:,} lost" if lost else "")
+
+
+def paced(paths: list[str], rate: float | None, loop: bool,
+          on_round: Callable[[], None] | None = None) -> Iterator[tuple[bytes, float]]:
+    """``(message, seconds to wait before it)`` for every message, honouring the pacing mode;
+    ``on_round`` is called before each pass over the files."""
     while True:
+        if on_round is not None:
+            on_round()
         streams = open_inputs(paths)
         try:
             previous_ms = None
@@ -321,14 +431,25 @@ async def _settle(link: ToolConnection, tally: Tally, wait_s: float | None,
 async def replay(settings: Settings, paths: list[str], rate: float | None, loop: bool,
                  subject: str | None = None, progress: bool = True, limit: int | None = None, *,
                  connect_timeout: float | None = None, stop: asyncio.Event | None = None,
-                 outage_buffer: int = OUTAGE_BUFFER_BYTES) -> int:
+                 outage_buffer: int = OUTAGE_BUFFER_BYTES, shift_time: bool = False) -> int:
     """Publish the messages; return how many were published (acknowledged by the server).
 
     ``connect_timeout``: raise :class:`NatsUnreachable` when no server answers that soon (None:
     keep trying); it also bounds the wait at the end for a server that went away. ``stop``: end
-    early (the final count is still written).
+    early (the final count is still written). ``shift_time``: :class:`TimeShifter`.
     """
     show = progress and sys.stderr.isatty()
+    total = count_messages(paths) if show else None
+    if total is not None and limit is not None and not loop:
+        total = min(total, limit)
+    shifter = TimeShifter() if shift_time else None
+    rounds = [0]
+
+    def next_round() -> None:
+        rounds[0] += 1
+        if shifter is not None:
+            shifter.new_round()
+
     # a line about the connection must not land on the end of the progress line
     newline = "\n" if show else ""
     link = ToolConnection(settings, "replay", pending_size=outage_buffer,
@@ -343,9 +464,11 @@ async def replay(settings: Settings, paths: list[str], rate: float | None, loop:
     due = started
     last_report = 0.0
     try:
-        for message, gap in paced(paths, rate, loop):
+        for message, gap in paced(paths, rate, loop, next_round):
             if stop is not None and stop.is_set():
                 break
+            if shifter is not None:
+                message = shifter(message)
             due += gap
             delay = due - time.monotonic()
             if delay > 0.001:
@@ -370,10 +493,7 @@ async def replay(settings: Settings, paths: list[str], rate: float | None, loop:
             now = time.monotonic()
             if show and now - last_report > 0.25:
                 last_report = now
-                rate_now = tally.taken / max(1e-9, now - started)
-                lost = f"  {tally.lost:,} lost" if tally.lost else ""
-                sys.stderr.write(f"\r  replay: {tally.taken:>9,} messages  "
-                                 f"{rate_now:>9,.0f} msg/s{lost}")
+                sys.stderr.write(_progress(tally.taken, total, rounds[0], now - started, tally.lost))
                 sys.stderr.flush()
             if limit is not None and tally.taken >= limit:
                 break
@@ -385,7 +505,10 @@ async def replay(settings: Settings, paths: list[str], rate: float | None, loop:
         sys.stderr.write("\n")
     elapsed = time.monotonic() - started
     final = {"published": tally.published, "unconfirmed": tally.unconfirmed, "lost": tally.lost,
-             "reconnects": link.reconnects, "subject": subject, "seconds": round(elapsed, 3)}
+             "reconnects": link.reconnects, "subject": subject, "seconds": round(elapsed, 3),
+             "event_times": "shifted" if shifter is not None else "as recorded"}
+    if shifter is None:
+        final["note"] = SAME_TIMES_NOTE
     sys.stderr.write(orjson.dumps(final).decode() + "\n")
     return tally.published
 

@@ -137,7 +137,7 @@ class Settings:
             nats_tls_ca=_path(r.checked("NATS_TLS_CA", _readable_file)),
             nats_tls_cert=_path(r.checked("NATS_TLS_CERT", _readable_file)),
             nats_tls_key=_path(r.checked("NATS_TLS_KEY", _readable_file)),
-            trading_symbols=r.get("TRADING_SYMBOLS", "BTCUSDT,ETHUSDT,BNBUSDT", _symbols),
+            trading_symbols=_trading_symbols(r),
             strategy_enabled=_strategy_enabled(r),
             strategy_env_params=_strategy_env_params(env),
             mongodb_uri=r.checked("MONGODB_URI", _mongodb_uri),
@@ -492,10 +492,23 @@ def _symbols(name: str, value: str) -> tuple[str, ...] | None:
     if value.strip() == "*":
         return None
     symbols = tuple(dict.fromkeys(s.strip().upper() for s in value.split(",") if s.strip()))
+    # Binance writes BTCUSDT; 'BTC-USDT' or 'BTC/USDT' would silently filter everything out
+    if any(c in s for s in symbols for c in "-./"):
+        fixed = ",".join(re.sub(r"[-./]", "", s) for s in symbols)
+        raise SettingsError(name, value, f"Binance symbols without '-', '/' or '.' (e.g. {fixed})")
     bad = [s for s in symbols if not _SYMBOL_RE.match(s)]
     if not symbols or bad:
         raise SettingsError(name, value, "'*' or comma-separated symbols like BTCUSDT,ETHUSDT")
     return symbols
+
+
+def _trading_symbols(r: "_Reader") -> tuple[str, ...] | None:
+    """TRADING_SYMBOLS; set but empty is refused rather than taken for the default three."""
+    value = r.env.get("TRADING_SYMBOLS")
+    if value is not None and value.strip() == "":
+        raise SettingsError("TRADING_SYMBOLS", value, "'*' or comma-separated symbols like "
+                            "BTCUSDT,ETHUSDT (unset it for the default BTCUSDT,ETHUSDT,BNBUSDT)")
+    return r.get("TRADING_SYMBOLS", "BTCUSDT,ETHUSDT,BNBUSDT", _symbols)
 
 
 def _http_host(name: str, value: str) -> str:

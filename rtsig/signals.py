@@ -51,6 +51,27 @@ def risk_levels(action: int, price: float, stop_loss_pct: float, take_profit_pct
     return price * (1.0 + stop_loss_pct), price * (1.0 - take_profit_pct)
 
 
+def price_decimals(*prices: float) -> int:
+    """Decimal places of the most precise of ``prices`` in their shortest form (at most 12).
+
+    The risk levels are rounded to the decimals of the prices that triggered the signal (the
+    signal's ``price`` and ``current_price``), so ``stop_loss`` reads ``3434.03`` and not
+    ``3434.0303000000004``. Binance pads price strings with zeros (``"3434.03000000"``), so they
+    say nothing of the tick size. A price on a power-of-ten tick grid has at most the tick's
+    decimals, so a level rounded to the price's decimals is on that grid too (when the price
+    happens to end in zeros, coarser than the tick: 67000.1 gives levels in tenths).
+    """
+    places = 0
+    for p in prices:
+        text = repr(p)
+        if "e" in text or "E" in text:
+            text = f"{p:.12f}"
+        dot = text.find(".")
+        if dot >= 0:
+            places = max(places, len(text.rstrip("0")) - dot - 1)
+    return min(places, 12)
+
+
 _iso_second: list = [None, ""]
 """The last whole second formatted by :func:`iso_utc_ms` and its text (formatted once a second)."""
 
@@ -130,6 +151,8 @@ class SignalBuilder:
         price = values[OUT_PRICE]
         sl_pct, tp_pct = self.params.risk(sid, number)
         stop_loss, take_profit = risk_levels(action, price, sl_pct, tp_pct)
+        places = price_decimals(price, values[OUT_CURRENT_PRICE])
+        stop_loss, take_profit = round(stop_loss, places), round(take_profit, places)
         indicators = {}
         for k, name in enumerate(INDICATOR_NAMES[strategy_id]):
             value = values[OUT_INDICATORS + k]

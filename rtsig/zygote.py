@@ -102,10 +102,13 @@ def _zygote(ctx, settings: Settings, store: Store | None, jobs: Sequence[Job], r
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logs.setup(settings.log_level, settings.log_format, "zygote")
     try:
-        if store is not None:
-            prepare(settings, store)
-        else:
-            warm_up(settings)
+        from rtsig.compile_progress import compile_progress
+
+        with compile_progress(log.info):  # a line per module when Numba compiles (a cold cache)
+            if store is not None:
+                prepare(settings, store)
+            else:
+                warm_up(settings)
         pids = []
         for name, target, args in jobs:
             child = ctx.Process(target=target, args=args, name=name, daemon=False)

@@ -201,3 +201,120 @@ def depth_metrics(bids, asks):
             m[f"strongest_{name}_price"] = m[f"strongest_{name}_volume"] = nan
     m["vwap_spread"] = m["vwap_ask"] - m["vwap_bid"]
     return m
+
+
+# --- market-logic strategies (strategies.md "Market-logic strategies") ---------------------------
+
+NO_PRICE = "no_price"
+"""A market-logic signal whose symbol has no Binance price: dropped (``no_price``)."""
+
+
+def binance_price(last_trade, last_book_mid, last_ticker):
+    """The newest trade price, else the newest book's mid, else the ticker's last price."""
+    for value in (last_trade, last_book_mid, last_ticker):
+        if value is not None:
+            return value
+    return None
+
+
+def btc_dominance(samples, params, lookback=8192):
+    """``samples``: every sample so far as (ts, dominance, price or None), oldest first; judges the
+    last. The past sample is the newest earlier one with ts <= t - window (among ``lookback``)."""
+    t, D, price = samples[-1]
+    cutoff = t - params["window_hours"] * 3_600_000
+    past = None
+    earlier = samples[:-1][-lookback:]
+    for ts, d, _ in reversed(earlier):
+        if ts <= cutoff:
+            past = d
+            break
+    if past is None:
+        return None
+    change = D - past
+    thr = params["change_threshold"]
+    if D > params["high_threshold"] and change > 0:
+        action, confidence, rotation = BUY, 0.80, "to_btc"
+    elif D < params["low_threshold"] and change < 0:
+        action, confidence, rotation = SELL, 0.75, "to_alts"
+    elif abs(change) >= thr:
+        action = BUY if change > 0 else SELL
+        confidence = min(CAP, 0.60 + 0.35 * min(1.0, (abs(change) - thr) / thr))
+        rotation = "momentum"
+    else:
+        return None
+    if price is None:
+        return NO_PRICE
+    return (action, confidence, price, price,
+            {"dominance": D, "dominance_change": change, "window_hours": params["window_hours"]},
+            {"rotation": rotation})
+
+
+def cross_exchange_spread(quotes, t, params):
+    """``quotes``: venue name → (bid, ask, ts) of the newest quote of each venue, ``"binance"``
+    the spot book's; ``t`` the triggering quote's time. Returns the signal with metadata
+    ``venue``, ``buy_venue``, ``sell_venue`` and ``quantity``."""
+    max_age = params["max_quote_age_seconds"] * 1000
+    if "binance" not in quotes:
+        return None
+    b_bid, b_ask, b_ts = quotes["binance"]
+    if t - b_ts > max_age:
+        return None
+    m_b = (b_bid + b_ask) / 2
+    candidates = []
+    for venue, (bid, ask, ts) in quotes.items():
+        if venue == "binance" or t - ts > max_age:
+            continue
+        m_v = (bid + ask) / 2
+        candidates.append((venue, (m_v - m_b) / m_b * 100, m_v))
+    if not candidates:
+        return None
+    # largest |spread|; ties: venue name order
+    candidates.sort(key=lambda c: c[0])
+    venue, spread, m_v = candidates[0]
+    for c in candidates[1:]:
+        if abs(c[1]) > abs(spread):
+            venue, spread, m_v = c
+    thr = params["spread_threshold_percent"]
+    if not abs(spread) >= thr:
+        return None
+    action = BUY if spread > 0 else SELL
+    price = b_ask if action == BUY else b_bid
+    confidence = min(CAP, 0.60 + 0.35 * min(1.0, (abs(spread) - thr) / thr))
+    quantity = math.floor(params["max_position_size"] / price * 1e8) / 1e8
+    return (action, confidence, price, m_b,
+            {"spread_percent": spread, "binance_mid": m_b, "venue_mid": m_v},
+            {"venue": venue, "buy_venue": "binance" if action == BUY else venue,
+             "sell_venue": venue if action == BUY else "binance", "quantity": quantity})
+
+
+def onchain_metrics(transfers, chain, params, lookback=4096):
+    """``transfers``: the chain's transfers with a direction so far, oldest first, as
+    (ts, value, direction, price or None); judges the last (``other`` ones never get here)."""
+    t, value, direction, price = transfers[-1]
+    cutoff = t - params["flow_window_minutes"] * 60_000
+    inflow = outflow = 0.0
+    for ts, v, d, _ in transfers[-lookback:]:
+        if ts > cutoff:
+            if d == "to_exchange":
+                inflow = inflow + v
+            else:
+                outflow = outflow + v
+    total_flow = inflow + outflow
+    net = (inflow - outflow) / total_flow * 100 if total_flow > 0 else 0.0
+    whale = params["whale_threshold_btc"] if chain == "btc" else params["whale_threshold_eth"]
+    thr = params["exchange_flow_threshold_percent"]
+    if value >= whale:
+        action = SELL if direction == "to_exchange" else BUY
+        confidence = min(CAP, 0.65 + 0.30 * min(1.0, (value / whale - 1) / 9))
+        trigger = "whale"
+    elif total_flow > 0 and (net >= thr or net <= -thr):
+        action = SELL if net >= thr else BUY
+        confidence = 0.60 if thr >= 100 else min(CAP, 0.60 + 0.35 * min(1.0, (abs(net) - thr) / (100 - thr)))
+        trigger = "exchange_flow"
+    else:
+        return None
+    if price is None:
+        return NO_PRICE
+    return (action, confidence, price, price,
+            {"value": value, "net_flow_percent": net, "inflow": inflow, "outflow": outflow},
+            {"trigger": trigger})

@@ -10,7 +10,9 @@ import kernels
 
 
 def test_public_names():
-    assert set(kernels.__all__) == {"orderbook_skew", "trade_momentum", "ticker_velocity", "warm_up"}
+    assert set(kernels.__all__) == {"orderbook_skew", "trade_momentum", "ticker_velocity",
+                                    "btc_dominance", "cross_exchange_spread", "onchain_metrics",
+                                    "warm_up"}
     for name in kernels.__all__:
         assert callable(getattr(kernels, name))
 

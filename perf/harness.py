@@ -7,7 +7,11 @@ load generator (:mod:`perf.loadgen`) and the same traffic (:mod:`perf.traffic`):
 * throughput: N messages flat out; the time until the last per-symbol marker's output arrives;
   ``lost`` is what the system did not process (its own count against what was sent);
 * latency: a fixed rate; input published → output received, over the triggering messages;
-* CPU seconds per 1,000 messages and peak RSS (VmHWM, summed over the system's processes).
+* CPU seconds per 1,000 messages and peak RSS (VmHWM, summed over the system's processes);
+* scale-out (interfaces.md §2b), in the same run on the same server: rtsig in JetStream mode
+  (``NATS_CONSUMER_STREAM``: the input captured by a stream, read through a durable pull
+  consumer) beside core mode, throughput and latency; and 1, 2, 3 symbol shards
+  (``RTSIG_SHARD=k/N``, one host, each shard reading the whole input) flat out.
 
 Writes ``perf/results/<date>-<scenario>.json``; the full run also writes a markdown report with
 PNG plots and refreshes ``docs/PERFORMANCE.md``. The last line printed is the JSON summary.
@@ -131,6 +135,10 @@ class System:
     workers: int = max(1, (os.cpu_count() or 2) - 1)  # rtsig's own default
     uid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     process: subprocess.Popen | None = None
+    extra_env: dict = field(default_factory=dict)
+    """rtsig only: settings on top of the harness's (JetStream mode, a shard)."""
+    suffix: str = ""
+    """rtsig only: appended to the instance name (shards of one uid share the subjects)."""
 
     @property
     def subject_in(self) -> str:
@@ -178,23 +186,30 @@ class System:
 
 
 class Rtsig(System):
+    @property
+    def instance(self) -> str:
+        return f"perf{self.uid}{self.suffix}"
+
     def env(self) -> dict:
         env = {**os.environ, "NATS_URL": self.url, "NATS_CONSUMER_TOPIC": self.subject_in,
                "NATS_PUBLISHER_TOPIC": self.subject_out, "NATS_CONSUMER_GROUP": f"perf{self.uid}",
-               "RTSIG_INSTANCE": f"perf{self.uid}", "RTSIG_WORKERS": str(self.workers),
+               "RTSIG_INSTANCE": self.instance, "RTSIG_WORKERS": str(self.workers),
                "TRADING_SYMBOLS": "*", "LOG_LEVEL": "WARNING", "LOG_FORMAT": "text",
-               "HEARTBEAT_INTERVAL_SECONDS": "3600"}
+               "HEARTBEAT_INTERVAL_SECONDS": "3600",
+               # a third of the traffic's symbols are USD-M futures (perf/traffic.py), and every
+               # symbol's marker must signal: futures signals are off by default since 2026-11
+               "SIGNAL_MARKETS": "spot,usdm"}
         for strategy in ("ORDERBOOK_SKEW", "TRADE_MOMENTUM", "TICKER_VELOCITY"):
             env[f"{strategy}_MIN_SIGNAL_INTERVAL"] = "0"  # every triggering message signals
-        return env
+        return {**env, **self.extra_env}
 
     def start(self) -> None:
         self.process = subprocess.Popen([RTSIG, "run", "--no-web"], env=self.env(), cwd=ROOT,
                                         start_new_session=True)
-        wait_until_subscribed(f"perf{self.uid}", self.process, 300)
+        wait_until_subscribed(self.instance, self.process, 300)
 
     def processed(self) -> int:
-        store = Store.attach(segment_name(f"perf{self.uid}"), readonly=True)
+        store = Store.attach(segment_name(self.instance), readonly=True)
         try:
             return int(store.counters[C.ROW_INGEST][C.MESSAGES_RECEIVED])
         finally:
@@ -210,7 +225,47 @@ class Rtsig(System):
                 self.process.wait()
 
 
+JETSTREAM_MAX_AGE = "300"
+"""Seconds the perf stream keeps messages: every run's backlog fits, the disk does not fill."""
+
+
+def jetstream_env(uid: str) -> dict:
+    return {"NATS_CONSUMER_STREAM": f"PERF{uid}", "NATS_CONSUMER_STREAM_CREATE": "true",
+            "NATS_CONSUMER_STREAM_MAX_AGE": JETSTREAM_MAX_AGE}
+
+
+class RtsigShards(System):
+    """``count`` rtsig instances on the same subjects, ``RTSIG_SHARD=k/count``: one system."""
+
+    def __init__(self, name: str, url: str, workers: int, count: int) -> None:
+        super().__init__(name, url, workers)
+        self.members = [Rtsig("rtsig", url, workers, uid=self.uid, suffix=f"s{k}",
+                              extra_env={"RTSIG_SHARD": f"{k}/{count}"}) for k in range(count)]
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def pids(self) -> list[int]:
+        return [pid for member in self.members for pid in member.pids()]
+
+    def processed(self) -> int:
+        """Messages every shard read (each must read the whole input)."""
+        return min(member.processed() for member in self.members)
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
 def make_system(name: str, url: str, workers: int = System.workers) -> System:
+    """``raw``, ``reference``, ``rtsig`` (core NATS), ``rtsig-jetstream`` or ``rtsig-shards-N``."""
+    if name == "rtsig-jetstream":
+        system = Rtsig(name, url, workers)
+        system.extra_env = jetstream_env(system.uid)
+        return system
+    if name.startswith("rtsig-shards-"):
+        return RtsigShards(name, url, workers, int(name.rsplit("-", 1)[1]))
     return (Rtsig if name == "rtsig" else System)(name, url, workers)
 
 
@@ -247,17 +302,20 @@ def run_system(name: str, url: str, plan: dict, workers: int = System.workers) -
     system = make_system(name, url, workers)
     started = time.monotonic()
     system.start()
-    out: dict = {"system": name, "workers": workers if name == "rtsig" else 1,
+    out: dict = {"system": name, "workers": workers if name.startswith("rtsig") else 1,
                  "start_seconds": round(time.monotonic() - started, 3)}
     sent = 0
+    rates = plan.get("jetstream_rates", plan["rates"]) if name == "rtsig-jetstream" else plan["rates"]
+    count = plan.get("jetstream_count", plan["throughput_count"]) if name == "rtsig-jetstream" \
+        else plan["throughput_count"]
     try:
         if plan.get("idle_seconds"):
             out["idle_cpu_percent"] = list(idle_cpu_percent(system.pids(), plan["idle_seconds"]).values())
-        t = measure(system, plan["symbols"], plan["throughput_count"], 0, plan["share"])
+        t = measure(system, plan["symbols"], count, 0, plan["share"])
         sent += t["sent"]
         out["throughput"] = t
         out["latency"] = {}
-        for rate in plan["rates"]:
+        for rate in rates:
             r = measure(system, plan["symbols"], int(rate * plan["latency_seconds"]), rate, plan["share"])
             sent += r["sent"]
             out["latency"][str(int(rate))] = r
@@ -284,6 +342,26 @@ def scaling(url: str, plan: dict) -> list[dict]:
                          "peak_rss_mib": r["peak_rss_mib"], "pss_mib": r["pss_mib"],
                          "drained": r["drained"]})
             print(f"  scaling workers={workers} symbols={symbols}: {r['msgs_per_s']} msg/s", file=sys.stderr)
+    return rows
+
+
+def shards(url: str, plan: dict) -> list[dict]:
+    """1, 2, 3 … symbol shards on this host, flat out: each shard reads every message, judges its
+    symbols and drops the others' as ``not_owned``. Input msg/s, CPU of all shards together."""
+    rows = []
+    for count in plan["shard_counts"]:
+        system = make_system(f"rtsig-shards-{count}", url, plan["shard_workers"])
+        system.start()
+        try:
+            r = measure(system, plan["symbols"], plan["throughput_count"], 0, plan["share"])
+            lost = r["sent"] - system.processed()
+        finally:
+            system.stop()
+        rows.append({"shards": count, "workers_per_shard": plan["shard_workers"], "symbols": plan["symbols"],
+                     "msgs_per_s": r["msgs_per_s"], "cpu_seconds_per_1000": r["cpu_seconds_per_1000"],
+                     "peak_rss_mib": r["peak_rss_mib"], "pss_mib": r["pss_mib"], "drained": r["drained"],
+                     "lost": lost, "outputs": r["outputs"]})
+        print(f"  shards={count}: {r['msgs_per_s']} msg/s", file=sys.stderr)
     return rows
 
 
@@ -318,14 +396,17 @@ def soak(url: str, seconds: int, rate: float, symbols: int, share: float) -> dic
 # ----------------------------------------------------------------------------- the run
 
 QUICK = {"symbols": 100, "share": 0.02, "throughput_count": 200_000, "rates": [20_000],
-         "latency_seconds": 8, "scaling_symbols": [], "soak_seconds": 0, "idle_seconds": 0}
+         "latency_seconds": 8, "scaling_symbols": [], "soak_seconds": 0, "idle_seconds": 0,
+         "jetstream_count": 100_000, "jetstream_rates": [20_000], "shard_counts": []}
 FULL = {"symbols": 100, "share": 0.02, "throughput_count": 500_000, "rates": [1_000, 20_000, 50_000],
         "latency_seconds": 20, "scaling_symbols": [10, 100, 1000], "soak_seconds": 600,
-        "idle_seconds": 10}
+        "idle_seconds": 10, "shard_counts": [1, 2, 3], "shard_workers": 1}
+SYSTEMS = ("raw", "reference", "rtsig", "rtsig-jetstream")
 
 
 def summary(systems: dict) -> dict:
     raw, ref, rt = systems["raw"], systems["reference"], systems["rtsig"]
+    js = systems.get("rtsig-jetstream")
 
     def tput(s: dict) -> float | None:
         return s["throughput"]["msgs_per_s"]
@@ -348,6 +429,9 @@ def summary(systems: dict) -> dict:
         "rtsig_cpu_vs_reference": ratio(rt["throughput"]["cpu_seconds_per_1000"],
                                         ref["throughput"]["cpu_seconds_per_1000"]),
         "rtsig_peak_rss_mib": rt["peak_rss_mib"], "rtsig_pss_mib": rt["pss_mib"],
+        **({"jetstream_msgs_per_s": tput(js), "jetstream_vs_core": ratio(tput(js), tput(rt)),
+            "jetstream_p50_ms": lat(js, "p50"), "jetstream_p99_ms": lat(js, "p99"),
+            "jetstream_cpu_s_per_1000": js["throughput"]["cpu_seconds_per_1000"]} if js else {}),
         "lost": sum(s["lost"] for s in systems.values()),
     }
 
@@ -368,9 +452,9 @@ def main() -> None:
     warm_started = time.monotonic()
     subprocess.run([RTSIG, "warm-up"], cwd=ROOT, check=True, capture_output=True)
     warm_up_seconds = round(time.monotonic() - warm_started, 2)  # the "ready" target is for a warm cache
-    with EmbeddedNats(config=NATS_CONFIG) as server:
+    with EmbeddedNats(config=NATS_CONFIG, jetstream=True) as server:  # idle unless rtsig-jetstream
         systems = {}
-        for name in ("raw", "reference", "rtsig"):
+        for name in SYSTEMS:
             print(f"measuring {name}…", file=sys.stderr)
             systems[name] = run_system(name, server.url, plan)
         result = {"scenario": scenario, "date": dt.datetime.now(dt.timezone.utc).isoformat(),
@@ -379,6 +463,9 @@ def main() -> None:
         if plan["scaling_symbols"]:
             print("scaling…", file=sys.stderr)
             result["scaling"] = scaling(server.url, plan)
+        if plan["shard_counts"]:
+            print("symbol shards…", file=sys.stderr)
+            result["shards"] = shards(server.url, plan)
         stamp = dt.datetime.now().strftime("%Y-%m-%d")
         (RESULTS / f"{stamp}-{scenario}.partial.json").write_text(json.dumps(result, indent=2) + "\n")
         if plan["soak_seconds"]:

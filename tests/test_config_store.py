@@ -428,19 +428,16 @@ def test_rollback_refusals(service: ConfigService) -> None:
         service.rollback(SKEW, "BNBUSDT", "carol", target_version=1)
 
     service.update(SKEW, "BNBUSDT", {"top_levels": 6}, "alice")       # v1
-    with pytest.raises(ConfigInvalid) as info:
+    with pytest.raises(ConfigNotFound, match="no earlier version"):
         service.rollback(SKEW, "BNBUSDT", "carol")                     # nothing before v1
-    assert "target_version" in info.value.errors
     service.delete(SKEW, "BNBUSDT", "alice")                           # v2 (deletion)
     service.update(SKEW, "BNBUSDT", {"top_levels": 4}, "alice")       # v3
 
-    with pytest.raises(ConfigInvalid) as info:
+    with pytest.raises(VersionConflict, match="deletion"):
         service.rollback(SKEW, "BNBUSDT", "carol")                     # previous = the deletion
-    assert "target_version" in info.value.errors
-    for target in (0, -1, 3, 4, 99):
-        with pytest.raises(ConfigInvalid) as info:
+    for target in (0, -1, 3, 4, 99):                                   # versions that do not exist
+        with pytest.raises(ConfigNotFound, match="no earlier version"):
             service.rollback(SKEW, "BNBUSDT", "carol", target_version=target)
-        assert "target_version" in info.value.errors
     for target in ("1", True, 1.0):
         with pytest.raises(ConfigInvalid):
             service.rollback(SKEW, "BNBUSDT", "carol", target_version=target)
@@ -786,8 +783,10 @@ class StoreModel:
             if version == 0:
                 return ConfigNotFound, None
             target = version - 1 if op[2] is None else op[2]
-            if not 1 <= target < version or self.history[symbol][target] is None:
-                return ConfigInvalid, None
+            if not 1 <= target < version:  # no such earlier version
+                return ConfigNotFound, None
+            if self.history[symbol][target] is None:  # it was a deletion
+                return VersionConflict, version
             new = dict(self.history[symbol][target])
         self.version[symbol] = version + 1
         self.live[symbol] = new

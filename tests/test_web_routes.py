@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -46,7 +47,8 @@ from tests.web_helpers import (
 )
 from web.app import ROUTES
 from web.guard import RateLimiter
-from web.spec import Route
+from web.route import Route
+from tests.web_helpers import MARKET as MARKET_PREFIX
 
 SKEW = "orderbook_skew"
 MOMENTUM = "trade_momentum"
@@ -244,7 +246,7 @@ def test_unknown_strategy_is_404_not_found(web_app: WebApp, route: Route) -> Non
     kwargs: dict = {}
     if route.body:
         kwargs["json"] = {"parameters": {"top_levels": 6}, "changed_by": "alice"} \
-            if "parameters" in {f.name for f in route.body} else {"changed_by": "alice"}
+            if "parameters" in {f.name for f in msgspec.structs.fields(route.body)} else {"changed_by": "alice"}
     if route.method == "DELETE":
         kwargs["params"] = {"changed_by": "alice"}
     error = failed(web_app.request(route.method, path, **kwargs), 404, "NOT_FOUND")
@@ -534,25 +536,25 @@ def test_rollback_to_an_explicit_version_and_of_a_symbol_override(web_app: WebAp
 
 
 def test_rollback_to_a_bad_version_is_refused(web_app: WebApp) -> None:
-    """Nothing stored → 404; a version outside 1…current-1 or a deletion → 422; below 1 or not an integer → 422."""
+    """Nothing stored, no earlier version or a version outside 1…current-1 → 404; a deletion → 409; below 1 or not an integer → 422."""
     body = {"changed_by": "alice"}
     failed(web_app.post(f"{S}/{SKEW}/rollback", body), 404, "NOT_FOUND")
     ok(web_app.change(SKEW, {"top_levels": 6}), 201)
-    error = failed(web_app.post(f"{S}/{SKEW}/rollback", body), 422, "VALIDATION_ERROR")  # no earlier version
-    assert set(error["details"]) == {"target_version"}
+    error = failed(web_app.post(f"{S}/{SKEW}/rollback", body), 404, "NOT_FOUND")  # no earlier version
+    assert "no earlier version" in error["message"]
     ok(web_app.change(SKEW, {"top_levels": 7}), 200)
     for target in (2, 3, 99):
-        error = failed(web_app.post(f"{S}/{SKEW}/rollback", {**body, "target_version": target}), 422,
-                       "VALIDATION_ERROR")
-        assert set(error["details"]) == {"target_version"}, target
+        error = failed(web_app.post(f"{S}/{SKEW}/rollback", {**body, "target_version": target}), 404,
+                       "NOT_FOUND")
+        assert "from 1 to 1" in error["message"], target
     for target in (0, -1, "1", 1.5, True):
         error = failed(web_app.post(f"{S}/{SKEW}/rollback", {**body, "target_version": target}), 422,
                        "VALIDATION_ERROR")
         assert set(error["details"]) == {"target_version"}, target
     ok(web_app.delete(f"{S}/{SKEW}/config", params=body))  # v3 is a deletion
     ok(web_app.change(SKEW, {"top_levels": 9}), 201)  # v4
-    error = failed(web_app.post(f"{S}/{SKEW}/rollback", {**body, "target_version": 3}), 422, "VALIDATION_ERROR")
-    assert "deletion" in error["details"]["target_version"]
+    error = failed(web_app.post(f"{S}/{SKEW}/rollback", {**body, "target_version": 3}), 409, "CONFLICT")
+    assert "deletion" in error["message"]
     assert ok(web_app.get(f"{S}/{SKEW}/config"))["version"] == 4
     failed(web_app.post(f"{S}/{SKEW}/rollback", {}), 422, "VALIDATION_ERROR")
 
@@ -732,7 +734,7 @@ def test_refused_changes_bump_nothing(web_app: WebApp) -> None:
     failed(web_app.change(SKEW, {"top_levels": 99}), 422, "VALIDATION_ERROR")
     failed(web_app.change(SKEW, {"top_levels": 8}, expected_version=7), 409, "CONFLICT")
     failed(web_app.delete(f"{S}/{SKEW}/config/BTCUSDT", params={"changed_by": "alice"}), 404, "NOT_FOUND")
-    failed(web_app.post(f"{S}/{SKEW}/rollback", {"changed_by": "alice"}), 422, "VALIDATION_ERROR")
+    failed(web_app.post(f"{S}/{SKEW}/rollback", {"changed_by": "alice"}), 404, "NOT_FOUND")
     assert (web_app.epoch, web_app.config_changes(SKEW), web_app.announced) == (epoch, count, [])
 
 
@@ -1033,7 +1035,14 @@ def test_all_pages_with_limit_and_offset(make_app) -> None:
     assert [r["symbol"] for r in data["symbols"]] == ["ETHUSDT", "BNBUSDT"]
 
 
-@pytest.mark.parametrize("params", [{"min_pressure": "10", "max_pressure": "-10"}, {"sort_by": "volume"},
+def test_all_with_min_pressure_above_max_pressure_is_an_empty_page(make_app) -> None:
+    app = make_app()
+    app.book("BTCUSDT", *balanced_book(100.0, 2.0, 1.0))
+    data = ok(app.get(f"{M}/all", params={"min_pressure": "10", "max_pressure": "-10"}))
+    assert data["symbols"] == [] and data["pagination"]["total"] == 0
+
+
+@pytest.mark.parametrize("params", [{"sort_by": "volume"},
                                     {"sort_order": "up"}, {"trend": "up"}, {"limit": "0"},
                                     {"offset": "-1"}, {"min_pressure": "abc"}, {"max_pressure": "101"}])
 def test_all_bad_query_is_400(make_app, params: dict) -> None:
@@ -1239,18 +1248,18 @@ def _refs(node: Any) -> list[str]:
     return []
 
 
-def test_openapi_is_a_valid_openapi_3_0_document(web_app: WebApp) -> None:
-    """/openapi.json validates against the OpenAPI 3.0 schema (openapi_spec_validator if installed, else the OAS 3.0 JSON Schema schemathesis ships) and every $ref resolves."""
+def test_openapi_is_a_valid_openapi_3_1_document(web_app: WebApp) -> None:
+    """/openapi.json validates against the OpenAPI 3.1 schema (openapi_spec_validator if installed, else the OAS 3.1 JSON Schema schemathesis ships) and every $ref resolves."""
     resp = web_app.get("/openapi.json")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("application/json")
     doc = resp.json
-    assert re.fullmatch(r"3\.0\.\d+", doc["openapi"])
+    assert re.fullmatch(r"3\.1\.\d+", doc["openapi"])
     assert doc["info"]["title"] and doc["info"]["version"]
     try:
         from openapi_spec_validator import validate as validate_spec
     except ImportError:
-        from schemathesis.specs.openapi.definitions import OPENAPI_30_VALIDATOR
-        errors = [str(e) for e in OPENAPI_30_VALIDATOR.iter_errors(doc)]
+        from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
+        errors = [str(e) for e in OPENAPI_31_VALIDATOR.iter_errors(doc)]
         assert errors == []
     else:
         validate_spec(doc)
@@ -1259,32 +1268,62 @@ def test_openapi_is_a_valid_openapi_3_0_document(web_app: WebApp) -> None:
         assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"], ref
 
 
+def documented(route: Route) -> list[tuple[str, str | None]]:
+    """``(path in /openapi.json, strategy)`` of a route: once per strategy for the config routes."""
+    if route.per_strategy:
+        return [(route.path.replace("{strategy_id}", sid), sid) for sid in STRATEGY_IDS]
+    return [(route.path, None)]
+
+
 def test_openapi_lists_every_route_with_every_documented_status(web_app: WebApp) -> None:
-    """Each route of web.app.ROUTES is an operation with its id, path parameters, request body and every success and error status."""
+    """Each route of web.app.ROUTES is an operation (the config routes one per strategy) with its id, path and query parameters, request body and every success and error status."""
     doc = web_app.get("/openapi.json").json
-    assert set(doc["paths"]) == {r.path for r in ROUTES}
+    assert set(doc["paths"]) == {path for r in ROUTES for path, _ in documented(r)}
     op_ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
-    assert len(op_ids) == len(set(op_ids)) == len(ROUTES)
+    assert len(op_ids) == len(set(op_ids)) == sum(len(documented(r)) for r in ROUTES)
     for route in ROUTES:
-        op = doc["paths"][route.path][route.method.lower()]
-        assert op["operationId"] == route.operation_id
-        assert set(op["responses"]) == {str(s) for s in route.success + route.errors}, route.operation_id
-        in_path = set(re.findall(r"{(\w+)}", route.path))
-        declared = {p["name"] for p in op["parameters"] if p["in"] == "path"}
-        assert declared == in_path and all(p["required"] for p in op["parameters"] if p["in"] == "path")
-        assert {p["name"] for p in op["parameters"] if p["in"] == "query"} == {f.name for f in route.query}
-        assert ("requestBody" in op) == bool(route.body)
-        for status in route.errors:
-            schema = op["responses"][str(status)]["content"]["application/json"]["schema"]
-            assert schema == {"$ref": "#/components/schemas/"
-                                      + ("ErrorEnvelope" if route.enveloped else "BareError")}
-        if route.mutating:
-            assert {"bearer": []} in op["security"]
+        for path, sid in documented(route):
+            op = doc["paths"][path][route.method.lower()]
+            assert op["operationId"] == route.operation_id + (f"_{sid}" if sid else "")
+            assert set(op["responses"]) == {str(s) for s in route.success + route.errors}, route.operation_id
+            in_path = set(re.findall(r"{(\w+)}", path))
+            declared = {p["name"] for p in op["parameters"] if p["in"] == "path"}
+            assert declared == in_path and all(p["required"] for p in op["parameters"] if p["in"] == "path")
+            assert {p["name"] for p in op["parameters"] if p["in"] == "query"} == \
+                {f.name for f in msgspec.structs.fields(route.query)}
+            assert ("requestBody" in op) == bool(route.body)
+            for status in route.errors:
+                schema = op["responses"][str(status)]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/"
+                                          + ("BareError" if route.path.startswith(MARKET_PREFIX) else "ErrorEnvelope")}
+            if route.mutating:
+                assert {"bearer": []} in op["security"]
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    config_ops = [doc["paths"][r.path][r.method.lower()] for r in ROUTES
-                  if r.mutating and r.operation_id != "refreshCache"]
-    for op in config_ops:  # every status interfaces.md §4 gives a change
-        assert {"400", "401", "403", "404", "409", "422", "429", "503"} <= set(op["responses"])
+    for route in ROUTES:  # every status interfaces.md §4 gives a change
+        if route.mutating and route.operation_id != "refreshCache":
+            for path, _ in documented(route):
+                assert {"400", "401", "403", "404", "409", "422", "429", "503"} <= \
+                    set(doc["paths"][path][route.method.lower()]["responses"])
+
+
+def test_openapi_documents_each_strategys_own_parameters(web_app: WebApp) -> None:
+    """A change body's parameters are that strategy's: names, JSON types and ranges from the registry."""
+    schemas = web_app.get("/openapi.json").json["components"]["schemas"]
+    for sid, st in STRATEGIES.items():
+        name = "".join(part.title() for part in sid.split("_")) + "Parameters"
+        props = schemas[name]["properties"]
+        assert set(props) == {p.name for p in st.params} and schemas[name]["additionalProperties"] is False
+        for p in st.params:
+            schema = props[p.name]
+            options = schema.get("anyOf", [schema])
+            kinds = {o["type"] for o in options}
+            assert kinds == ({bool: {"boolean"}, int: {"integer"}, float: {"number"}}[p.type]
+                             | ({"null"} if p.optional else set())), (sid, p.name, schema)
+            typed = next(o for o in options if o["type"] != "null")
+            if p.min is not None:
+                assert typed["exclusiveMinimum" if p.min_exclusive else "minimum"] == p.min
+            if p.max is not None:
+                assert typed["exclusiveMaximum" if p.max_exclusive else "maximum"] == p.max
 
 
 def test_docs_page_uses_only_local_assets_and_they_are_served(web_app: WebApp) -> None:

@@ -5,7 +5,8 @@
   real ``rtsig run``).
 * ``/metrics`` carries the seed's dashboard names beside rtsig's, so its PromQL and its
   troubleshooting ``grep strategy_executions`` find something.
-* ``POST …/rollback?symbol=ETHUSDT`` rolls the symbol back (never the global config), and any
+* ``POST …/rollback?symbol=ETHUSDT`` rolls the symbol back (never the global config; a different
+  symbol in the body is a 409), and any
   query parameter a route does not know is a 400 naming it.
 """
 
@@ -65,12 +66,12 @@ def test_rollback_honours_symbol_in_the_query_as_the_replaced_service_did(web_ap
     assert ok(web_app.get(f"/api/v1/strategies/{SKEW}/config"))["parameters"]["top_levels"] == 7
 
 
-def test_rollback_with_different_symbols_in_query_and_body_is_400(web_app: WebApp) -> None:
+def test_rollback_with_different_symbols_in_query_and_body_is_409(web_app: WebApp) -> None:
     ok(web_app.change(SKEW, {"top_levels": 3}, symbol="ETHUSDT"), 201)
     ok(web_app.change(SKEW, {"top_levels": 4}, symbol="ETHUSDT"), 200)
     resp = web_app.post(f"/api/v1/strategies/{SKEW}/rollback", {"changed_by": "alice", "symbol": "BTCUSDT"},
                         params={"symbol": "ETHUSDT"})
-    assert failed(resp, 400, "VALIDATION_ERROR")["details"]["symbol"]
+    assert failed(resp, 409, "CONFLICT")["details"]["symbol"]
     same = web_app.post(f"/api/v1/strategies/{SKEW}/rollback", {"changed_by": "alice", "symbol": "ethusdt"},
                         params={"symbol": "ETHUSDT"})
     assert ok(same)["config"]["parameters"]["top_levels"] == 3

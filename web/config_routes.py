@@ -10,46 +10,29 @@ from rtsig.config.service import ChangeResult
 from rtsig.config.stores import ANY_SYMBOL
 from rtsig.counters import CONFIG_CHANGES_BASE
 from rtsig.errors import StoreUnavailable
+from rtsig.config.model import AuditRecord
 from rtsig.params import EffectiveConfig
 from rtsig.registry import STRATEGIES
+from web import types as T
 from web.deps import WebDeps
-from web.envelope import bad_request
+from web.envelope import ApiError
 from web.guard import check_token
-from web.spec import Call, Field, Reply, Route
+from web.route import Call, Reply, Route
 
-STRATEGY = Field("strategy_id", "string", "strategy id", required=True, enum=tuple(STRATEGIES))
-SYMBOL = Field("symbol", "string", "trading symbol, e.g. BTCUSDT", required=True, max_length=24,
-               example="BTCUSDT")
-CHANGED_BY = Field("changed_by", "string", "who makes the change (audited, rate-limited)",
-                   required=True, max_length=255, pattern=r"\S")
-REASON = Field("reason", "string", "why (audited)", max_length=2000)
-EXPECTED_VERSION = Field("expected_version", "integer",
-                         "fail with 409 unless the stored version is this (0: must not exist yet)",
-                         minimum=0, nullable=True)
-UPDATE_BODY = (
-    Field("parameters", "object", "the parameters to change (merged into the stored ones)",
-          required=True, schema_ref="Parameters"),
-    CHANGED_BY, REASON,
-    Field("validate_only", "boolean", "check and preview without storing", default=False),
-    EXPECTED_VERSION,
-)
-DELETE_QUERY = (CHANGED_BY, REASON, EXPECTED_VERSION)
-ROLLBACK_BODY = (
-    Field("target_version", "integer", "version to restore (default: the previous one)",
-          minimum=1, nullable=True),
-    Field("symbol", "string", "roll back this symbol's override instead of the global config",
-          max_length=24, nullable=True),
-    CHANGED_BY, REASON,
-)
 log = logging.getLogger(__name__)
 CONFIG_ERRORS = (400, 401, 403, 404, 409, 422, 429, 503)
 
 
-def config_dict(c: EffectiveConfig) -> dict:
-    return {"strategy_id": c.strategy_id, "symbol": c.symbol, "parameters": dict(c.parameters),
-            "version": c.version, "source": c.source, "is_override": c.is_override,
-            "created_at": c.created_at, "updated_at": c.updated_at,
-            "parameter_sources": dict(c.sources)}
+def effective_config(c: EffectiveConfig) -> T.EffectiveConfig:
+    return T.EffectiveConfig(c.strategy_id, c.symbol, dict(c.parameters), c.version, c.source,
+                             c.is_override, c.created_at or None, c.updated_at or None, dict(c.sources))
+
+
+def audit_entry(r: AuditRecord) -> T.AuditEntry:
+    return T.AuditEntry(r.id, r.key.strategy_id, r.key.symbol, r.action,
+                        None if r.old_parameters is None else dict(r.old_parameters),
+                        None if r.new_parameters is None else dict(r.new_parameters),
+                        r.old_version, r.new_version, r.changed_by, r.changed_at, r.reason)
 
 
 def store_metadata(deps: WebDeps) -> dict:
@@ -89,40 +72,38 @@ def list_strategies(deps: WebDeps, call: Call) -> Reply:
     for sid, st in STRATEGIES.items():
         has_global = any(k.strategy_id == sid and k.symbol is None for k in keys)
         overrides = sorted(k.symbol for k in keys if k.strategy_id == sid and k.symbol is not None)
-        out.append({"strategy_id": sid, "name": st.name, "description": st.description,
-                    "enabled": bool(deps.settings.strategy_enabled.get(sid, False)),
-                    "realtime": st.realtime, "has_global_config": has_global,
-                    "symbol_overrides": overrides, "parameter_count": len(st.params)})
+        out.append(T.StrategySummary(sid, st.name, st.description,
+                                     bool(deps.settings.strategy_enabled.get(sid, False)),
+                                     st.realtime, has_global, overrides, len(st.params)))
     return Reply(out, metadata=store_metadata(deps))
 
 
 def strategy_schema(deps: WebDeps, call: Call) -> Reply:
-    st = STRATEGIES[call.path["strategy_id"]]
-    return Reply({"strategy_id": st.strategy_id, "parameters": [
-        {"name": p.name, "type": {int: "int", float: "float", bool: "bool"}[p.type],
-         "description": p.description, "default": p.default, "min": p.min, "max": p.max,
-         "min_exclusive": p.min_exclusive, "max_exclusive": p.max_exclusive,
-         "nullable": p.optional, "unit": p.unit, "env": st.env_name(p.name)} for p in st.params]})
+    st = STRATEGIES[call.path.strategy_id]
+    return Reply(T.StrategySchema(st.strategy_id, [
+        T.ParameterSpec(p.name, {int: "int", float: "float", bool: "bool"}[p.type], p.description,
+                        p.default, p.min, p.max, p.min_exclusive, p.max_exclusive, p.optional,
+                        p.unit, st.env_name(p.name)) for p in st.params]))
 
 
 def strategy_defaults(deps: WebDeps, call: Call) -> Reply:
-    st = STRATEGIES[call.path["strategy_id"]]
-    return Reply({"strategy_id": st.strategy_id, "parameters": st.defaults()})
+    st = STRATEGIES[call.path.strategy_id]
+    return Reply(T.Defaults(st.strategy_id, st.defaults()))
 
 
 def get_config(deps: WebDeps, call: Call) -> Reply:
     fresh(deps)
-    symbol = call.path.get("symbol")
+    symbol = getattr(call.path, "symbol", None)
     if symbol is not None:
         symbol = deps.config.check_symbol(symbol)
-    return Reply(config_dict(deps.config.effective(call.path["strategy_id"], symbol)),
+    return Reply(effective_config(deps.config.effective(call.path.strategy_id, symbol)),
                  metadata=store_metadata(deps))
 
 
 def audit(deps: WebDeps, call: Call) -> Reply:
-    symbol = call.query.get("symbol") or ANY_SYMBOL
-    records = deps.config.audit(call.path["strategy_id"], symbol, call.query["limit"])
-    return Reply([r.as_dict() for r in records], metadata={"count": len(records)})
+    symbol = call.query.symbol if call.query.symbol is not None else ANY_SYMBOL
+    records = deps.config.audit(call.path.strategy_id, symbol, call.query.limit)
+    return Reply([audit_entry(r) for r in records], metadata={"count": len(records)})
 
 
 # ----------------------------------------------------------------------------- changes
@@ -148,44 +129,44 @@ def _committed(deps: WebDeps, result: ChangeResult, call: Call) -> None:
 def _change_reply(deps: WebDeps, call: Call, result: ChangeResult, created: bool = False) -> Reply:
     if not result.validate_only:
         _committed(deps, result, call)
-    return Reply({"config": config_dict(result.config),
-                  "audit": None if result.audit is None else result.audit.as_dict(),
-                  "validate_only": result.validate_only},
+    return Reply(T.ChangeResult(effective_config(result.config),
+                                None if result.audit is None else audit_entry(result.audit),
+                                result.validate_only),
                  status=201 if created and not result.validate_only else 200,
                  metadata={**store_metadata(deps), "at": utc_now()})
 
 
 def post_config(deps: WebDeps, call: Call) -> Reply:
     b = call.body
-    _authorised(deps, call, b["changed_by"])
+    _authorised(deps, call, b.changed_by)
     writable(deps)
-    result = deps.config.update(call.path["strategy_id"], call.path.get("symbol"), b["parameters"],
-                                b["changed_by"], b.get("reason") or "",
-                                validate_only=bool(b.get("validate_only")),
-                                expected_version=b.get("expected_version"))
+    result = deps.config.update(call.path.strategy_id, getattr(call.path, "symbol", None), b.parameters,
+                                b.changed_by, b.reason, validate_only=b.validate_only,
+                                expected_version=b.expected_version)
     return _change_reply(deps, call, result, created=result.audit is not None and result.audit.action == "CREATE")
 
 
 def delete_config(deps: WebDeps, call: Call) -> Reply:
     q = call.query
-    _authorised(deps, call, q["changed_by"])
-    result = deps.config.delete(call.path["strategy_id"], call.path.get("symbol"), q["changed_by"],
-                                q.get("reason") or "", expected_version=q.get("expected_version"))
+    _authorised(deps, call, q.changed_by)
+    result = deps.config.delete(call.path.strategy_id, getattr(call.path, "symbol", None), q.changed_by,
+                                q.reason, expected_version=q.expected_version)
     return _change_reply(deps, call, result)
 
 
 def rollback(deps: WebDeps, call: Call) -> Reply:
     b = call.body
-    symbol = b.get("symbol")
-    in_query = call.query.get("symbol")
+    symbol = b.symbol
+    in_query = call.query.symbol
     if in_query is not None:  # how clients of the replaced service name the symbol
         if symbol is not None and symbol.strip().upper() != in_query.strip().upper():
-            raise bad_request("the symbol in the query and in the body differ",
-                              {"symbol": f"query {in_query!r}, body {symbol!r}"})
+            raise ApiError(409, "CONFLICT", "the symbol in the query and in the body differ: which "
+                           "override to roll back is ambiguous",
+                           {"symbol": f"query {in_query!r}, body {symbol!r}"})
         symbol = in_query
-    _authorised(deps, call, b["changed_by"])
-    result = deps.config.rollback(call.path["strategy_id"], symbol, b["changed_by"],
-                                  b.get("reason") or "", target_version=b.get("target_version"))
+    _authorised(deps, call, b.changed_by)
+    result = deps.config.rollback(call.path.strategy_id, symbol, b.changed_by, b.reason,
+                                  target_version=b.target_version)
     return _change_reply(deps, call, result)
 
 
@@ -194,54 +175,49 @@ def refresh_cache(deps: WebDeps, call: Call) -> Reply:
     snapshot = deps.config.refresh()
     if deps.header is not None:
         deps.epoch_seen = bump_epoch(deps.header)  # the workers drop theirs too
-    return Reply({"refreshed": True, "store": deps.config.primary.name, "state": deps.config.state(),
-                  "stored_configs": len(snapshot.configs)}, metadata=store_metadata(deps))
+    return Reply(T.CacheRefresh(True, deps.config.primary.name, deps.config.state(), len(snapshot.configs)),
+                 metadata=store_metadata(deps))
 
 
 BASE = "/api/v1/strategies"
 ROUTES = (
     Route("GET", BASE, "listStrategies", "List every strategy with its config status", "strategies",
-          list_strategies, "StrategyList", errors=(503,)),
+          list_strategies, list[T.StrategySummary], errors=(400, 503)),
     Route("POST", f"{BASE}/cache/refresh", "refreshCache", "Drop this host's config cache now",
-          "strategies", refresh_cache, "CacheRefresh", errors=(401, 403, 503), mutating=True),
+          "strategies", refresh_cache, T.CacheRefresh, errors=(400, 401, 403, 503), mutating=True),
     Route("GET", f"{BASE}/{{strategy_id}}/schema", "getStrategySchema",
           "Parameter types, ranges, units and defaults", "strategies", strategy_schema,
-          "StrategySchema", path_fields=(STRATEGY,), errors=(404,)),
+          T.StrategySchema, path_params=T.StrategyPath, errors=(400, 404)),
     Route("GET", f"{BASE}/{{strategy_id}}/defaults", "getStrategyDefaults", "Default parameters",
-          "strategies", strategy_defaults, "Defaults", path_fields=(STRATEGY,), errors=(404,)),
+          "strategies", strategy_defaults, T.Defaults, path_params=T.StrategyPath, errors=(400, 404)),
     Route("GET", f"{BASE}/{{strategy_id}}/config", "getGlobalConfig",
           "Effective global config (store → environment → default)", "config", get_config,
-          "EffectiveConfig", path_fields=(STRATEGY,), errors=(404, 503)),
+          T.EffectiveConfig, path_params=T.StrategyPath, errors=(400, 404, 503), per_strategy=True),
     Route("POST", f"{BASE}/{{strategy_id}}/config", "updateGlobalConfig",
           "Change global parameters (partial, validated, versioned, audited)", "config", post_config,
-          "ChangeResult", path_fields=(STRATEGY,), body=UPDATE_BODY, success=(200, 201),
-          errors=CONFIG_ERRORS, mutating=True),
+          T.ChangeResult, path_params=T.StrategyPath, body=T.ChangeRequest, success=(200, 201),
+          errors=CONFIG_ERRORS, mutating=True, per_strategy=True),
     Route("DELETE", f"{BASE}/{{strategy_id}}/config", "deleteGlobalConfig",
           "Remove the stored global config (back to environment/defaults)", "config", delete_config,
-          "ChangeResult", path_fields=(STRATEGY,), query=DELETE_QUERY, errors=CONFIG_ERRORS,
-          mutating=True),
+          T.ChangeResult, path_params=T.StrategyPath, query=T.DeleteQuery, query_status=422, errors=CONFIG_ERRORS,
+          mutating=True, per_strategy=True),
     Route("GET", f"{BASE}/{{strategy_id}}/config/{{symbol}}", "getSymbolConfig",
           "Effective config of one symbol (override → global → environment → default)", "config",
-          get_config, "EffectiveConfig", path_fields=(STRATEGY, SYMBOL), errors=(404, 503)),
+          get_config, T.EffectiveConfig, path_params=T.StrategySymbolPath, errors=(400, 404, 503),
+          per_strategy=True),
     Route("POST", f"{BASE}/{{strategy_id}}/config/{{symbol}}", "updateSymbolConfig",
           "Change one symbol's override (partial, validated, versioned, audited)", "config",
-          post_config, "ChangeResult", path_fields=(STRATEGY, SYMBOL), body=UPDATE_BODY,
-          success=(200, 201), errors=CONFIG_ERRORS, mutating=True),
+          post_config, T.ChangeResult, path_params=T.StrategySymbolPath, body=T.ChangeRequest,
+          success=(200, 201), errors=CONFIG_ERRORS, mutating=True, per_strategy=True),
     Route("DELETE", f"{BASE}/{{strategy_id}}/config/{{symbol}}", "deleteSymbolConfig",
           "Remove one symbol's override (back to the global config)", "config", delete_config,
-          "ChangeResult", path_fields=(STRATEGY, SYMBOL), query=DELETE_QUERY, errors=CONFIG_ERRORS,
-          mutating=True),
+          T.ChangeResult, path_params=T.StrategySymbolPath, query=T.DeleteQuery,
+          query_status=422, errors=CONFIG_ERRORS, mutating=True, per_strategy=True),
     Route("GET", f"{BASE}/{{strategy_id}}/audit", "getAudit", "Change history, newest first", "config",
-          audit, "AuditList", path_fields=(STRATEGY,),
-          query=(Field("symbol", "string", "only this symbol's changes (default: every level)",
-                       max_length=24),
-                 Field("limit", "integer", "at most this many records", default=50, minimum=1,
-                       maximum=1000)),
-          errors=(400, 404, 422, 503)),
+          audit, list[T.AuditEntry], path_params=T.StrategyPath, query=T.AuditQuery,
+          errors=(400, 404, 503)),
     Route("POST", f"{BASE}/{{strategy_id}}/rollback", "rollback",
           "Store an earlier version's parameters again (default: the previous version)", "config",
-          rollback, "ChangeResult", path_fields=(STRATEGY,), body=ROLLBACK_BODY,
-          query=(Field("symbol", "string", "the symbol whose override to roll back (as the body's "
-                       "symbol; the replaced service took it here)", max_length=24),),
-          errors=CONFIG_ERRORS, mutating=True),
+          rollback, T.ChangeResult, path_params=T.StrategyPath, query=T.RollbackQuery,
+          body=T.RollbackRequest, errors=CONFIG_ERRORS, mutating=True),
 )

@@ -7,16 +7,18 @@
 from __future__ import annotations
 
 import logging
+import typing
 
 import falcon
+import msgspec
 import orjson
 
 from rtsig.errors import ConfigInvalid, ConfigNotFound, StoreUnavailable, VersionConflict
+from web.types import Envelope, ErrorCode
 
 log = logging.getLogger(__name__)
 
-ERROR_CODES = ("NOT_FOUND", "VALIDATION_ERROR", "UNAUTHORIZED", "CONFLICT", "RATE_LIMITED",
-               "UNAVAILABLE", "INTERNAL_ERROR")
+ERROR_CODES: tuple[str, ...] = typing.get_args(ErrorCode)
 
 
 class ApiError(Exception):
@@ -70,8 +72,7 @@ def from_exception(exc: Exception) -> ApiError:
 def write(resp: falcon.Response, data, status: int = 200, metadata: dict | None = None) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = orjson.dumps({"success": True, "data": data, "error": None, "metadata": metadata},
-                             option=orjson.OPT_SERIALIZE_NUMPY)
+    resp.data = msgspec.json.encode(Envelope(success=True, data=data, error=None, metadata=metadata))
 
 
 def write_error(resp: falcon.Response, err: ApiError, bare: bool = False) -> None:

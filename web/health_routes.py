@@ -10,20 +10,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rtsig import counters as C
 from web.deps import WebDeps
+from web import types as T
 from web.prometheus import ingest_crash_looping, ingest_not_running, not_running, registry_for
-from web.spec import Call, Reply, Route
+from web.route import Call, Reply, Route
 
 
 def healthz(deps: WebDeps, call: Call) -> Reply:
-    return Reply(raw=None, data={"status": "healthy", "instance": deps.settings.instance,
-                                 "pid": os.getpid(), "uptime_seconds": round(deps.clock() - deps.started, 3)})
+    return Reply(T.Health("healthy", deps.settings.instance, os.getpid(),
+                          round(deps.clock() - deps.started, 3)))
 
 
-def checks(deps: WebDeps) -> dict[str, dict]:
-    """Each readiness check by name: ``{"ok", "detail", "degraded"?}``."""
-    out: dict[str, dict] = {}
+def checks(deps: WebDeps) -> dict[str, T.Check]:
+    """Each readiness check by name."""
+    out: dict[str, T.Check] = {}
     if deps.store is None:
-        out["store"] = {"ok": False, "detail": "no shared-memory store attached"}
+        out["store"] = T.Check(False, "no shared-memory store attached")
     else:
         rows = np.array(deps.store.counters)
         now_ns = time.time_ns()  # heartbeats are wall-clock stamps of other processes
@@ -31,32 +32,32 @@ def checks(deps: WebDeps) -> dict[str, dict]:
         # the ingest's gauges count only while it turns its loop (and not during a crash loop)
         down = ingest_not_running(rows, now_ns) or ingest_crash_looping(rows, now_ns)
         connected, subscribed = int(ingest[C.NATS_CONNECTED]), int(ingest[C.SUBSCRIBED])
-        out["nats"] = {"ok": down is None and connected == 1 and subscribed == 1,
-                       "detail": (down if down else
-                                  "connected and subscribed" if connected and subscribed else
-                                  "ingest not connected to NATS" if not connected else
-                                  "connected but not subscribed")}
+        out["nats"] = T.Check(down is None and connected == 1 and subscribed == 1,
+                              down if down else
+                              "connected and subscribed" if connected and subscribed else
+                              "ingest not connected to NATS" if not connected else
+                              "connected but not subscribed")
         n = int(deps.store.layout.n_workers)
         why = {k: not_running(rows[C.ROW_WORKER0 + k], now_ns) for k in range(n)}
         failed = {k: w for k, w in why.items() if w is not None}
         detail = f"{n - len(failed)} of {n} alive"
         if failed:
             detail += f"; not alive: {list(failed)} ({'; '.join(f'worker {k}: {w}' for k, w in failed.items())})"
-        out["workers"] = {"ok": not failed, "detail": detail}
+        out["workers"] = T.Check(not failed, detail)
     health = deps.config.health(refresh=False)  # never waits on the store
     degraded = health["state"] != "primary"
     detail = f"{health['store']}: {health['state']}"
     if degraded:
         detail += f" (serving from {health['serving_from']}: {health['degraded']})"
-    out["config_store"] = {"ok": True, "degraded": degraded, "detail": detail}
+    out["config_store"] = T.Check(True, detail, degraded)
     return out
 
 
 def ready(deps: WebDeps, call: Call) -> Reply:
     results = checks(deps)
-    failing = [name for name, c in results.items() if not c["ok"]]
-    return Reply(data={"status": "not_ready" if failing else "ready", "failing": failing,
-                       "checks": results}, status=503 if failing else 200)
+    failing = [name for name, c in results.items() if not c.ok]
+    return Reply(T.Ready("not_ready" if failing else "ready", failing, results),
+                 status=503 if failing else 200)
 
 
 def metrics(deps: WebDeps, call: Call) -> Reply:
@@ -67,11 +68,11 @@ def metrics(deps: WebDeps, call: Call) -> Reply:
 
 ROUTES = (
     Route("GET", "/healthz", "healthz", "Liveness: 200 while the web process runs", "health",
-          healthz, None, extra={"schema": "Health"}),
+          healthz, T.Health, errors=(400,), enveloped=False),
     Route("GET", "/ready", "ready",
           "Readiness: the ingest running its loop, connected and subscribed to NATS; every worker"
-          " running its loop; config store state",
-          "health", ready, None, success=(200, 503), extra={"schema": "Ready"}),
+          " running its loop; config store state", "health", ready, T.Ready, success=(200, 503),
+          errors=(400,), enveloped=False),
     Route("GET", "/metrics", "metrics", "Prometheus metrics of every process of the host", "health",
-          metrics, None, content_type=CONTENT_TYPE_LATEST),
+          metrics, None, errors=(400,), content_type=CONTENT_TYPE_LATEST),
 )

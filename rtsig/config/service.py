@@ -349,16 +349,17 @@ class ConfigService:
             if current is None:
                 raise ConfigNotFound(f"no stored config for {key}: nothing to roll back")
             target = current.version - 1 if target_version is None else target_version
-            if not 1 <= target < current.version:
-                raise ConfigInvalid("bad target_version", {"target_version": (
-                    f"expected a version from 1 to {current.version - 1} (current is {current.version})"
-                    if current.version > 1 else "there is no earlier version")})
+            if not 1 <= target < current.version:  # a version that does not exist (yet)
+                raise ConfigNotFound(
+                    f"{key} has no earlier version {target}: " + (
+                        f"expected a version from 1 to {current.version - 1} (current is {current.version})"
+                        if current.version > 1 else "there is no earlier version"))
             record = self._read(lambda s: s.audit_version(key, target))
             if record is None:
                 raise ConfigNotFound(f"version {target} of {key} is not in the audit trail")
             if record.new_parameters is None:
-                raise ConfigInvalid("bad target_version", {"target_version": (
-                    f"version {target} of {key} was a deletion; delete the config instead")})
+                raise VersionConflict(f"version {target} of {key} was a deletion; delete the config "
+                                      "instead", current.version)
             restored = StoredConfig(key, record.new_parameters, target, "", "")
             return dict(_valid_only(restored).parameters), "ROLLBACK"
 

@@ -281,11 +281,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbol", default=None, help="resolve with this symbol's overrides")
     p.set_defaults(func=cmd_config)
 
+    p = sub.add_parser("feed", help="publish a market-logic feed from a public source",
+                       description="An adapter of interfaces.md §2c: read a public source and "
+                                   "publish its bodies on the feed's subject (MARKET_DOMINANCE_SUBJECT, "
+                                   "MARKET_QUOTES_SUBJECT, ONCHAIN_TRANSFERS_SUBJECT).")
+    from rtsig.feeds.run import add_arguments as feed_arguments
+
+    feed_arguments(p)
+    p.set_defaults(func=cmd_feed)
+
     p = sub.add_parser("warm-up", help="compile the Numba kernels into the cache and exit",
                        description="Compile (or load) every jitted function, so that `rtsig run` "
                                    "starts in well under a second; the Docker build runs it.")
     p.set_defaults(func=cmd_warm_up)
     return parser
+
+
+def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
+    from rtsig.feeds.run import command
+
+    return command(args, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

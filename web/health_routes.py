@@ -9,6 +9,7 @@ import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rtsig import counters as C
+from rtsig.feeds.status import describe, feed_status
 from web.deps import WebDeps
 from web import types as T
 from web.prometheus import ingest_crash_looping, ingest_not_running, not_running, registry_for
@@ -44,6 +45,9 @@ def checks(deps: WebDeps) -> dict[str, T.Check]:
         if failed:
             detail += f"; not alive: {list(failed)} ({'; '.join(f'worker {k}: {w}' for k, w in failed.items())})"
         out["workers"] = T.Check(not failed, detail)
+        # the market-logic feeds (interfaces.md §2c): their ages, information only
+        for name, status in feed_status(ingest, now_ns).items():
+            out[f"feed_{name}"] = T.Check(True, describe(status))
     health = deps.config.health(refresh=False)  # never waits on the store
     degraded = health["state"] != "primary"
     detail = f"{health['store']}: {health['state']}"

@@ -16,6 +16,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from rtsig import codes
 from rtsig import counters as C
+from rtsig.feeds.status import feed_metrics
 from rtsig.registry import REALTIME_IDS, STRATEGIES
 from rtsig.store import Store, owner_alive
 
@@ -190,6 +191,7 @@ class CountersCollector:
                     "Config store as the workers read it: 0 primary, 1 fallback, 2 last known, 3 defaults.",
                     float(max(states, default=0)))
         yield from self._seed_names(total, worker_rows, alive)
+        yield from feed_metrics(rows, now_ns, PREFIX)  # the market-logic feeds (interfaces.md §2c)
         started = int(self.store.header[0]["created_ns"])
         yield gauge("uptime_seconds", "Seconds since rtsig run started.",
                     max(0.0, (now_ns - started) / 1e9) if started else 0.0)

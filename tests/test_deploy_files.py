@@ -62,6 +62,9 @@ EXPORTED_METRICS: dict[str, str] = {
     "realtime_strategies_workers_alive": "gauge",
     "realtime_strategies_config_changes_total": "counter",          # {strategy}
     "realtime_strategies_uptime_seconds": "gauge",
+    "realtime_strategies_feed_age_seconds": "gauge",                 # {feed}
+    "realtime_strategies_feed_data_age_seconds": "gauge",            # {feed}
+    "realtime_strategies_feed_errors_total": "counter",              # {feed, reason}
 }
 """Every metric family the dashboard may use, with its Prometheus type: the one list of metric
 names in this file (a live ``GET /metrics`` is to be checked against it)."""
@@ -588,7 +591,7 @@ def test_dashboard_structure(dashboard):
     assert dashboard["uid"] == "rtsig"
     assert 36 <= dashboard["schemaVersion"] <= 41
     panels = dashboard["panels"]
-    assert len(panels) == 12
+    assert len(panels) == 14
     ids = [p["id"] for p in panels]
     assert len(set(ids)) == len(ids)
     variable = next(v for v in dashboard["templating"]["list"] if v["type"] == "datasource")

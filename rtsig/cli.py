@@ -59,6 +59,68 @@ def cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _horizons(text: str) -> tuple[float, ...]:
+    """``--horizons 1,10,60,300``: seconds of event time, each > 0."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds like 1,10,60,300") from None
+    if not values or any(not v > 0 or v != v or v == float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds > 0 like 1,10,60,300")
+    return tuple(sorted(set(values)))
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a fraction between 0 and 1 (e.g. 0.7)")
+    return value
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    """``rtsig evaluate``: the signals of the offline pipeline scored against the same data."""
+    import time
+    from pathlib import Path
+
+    from rtsig.recorded import messages
+
+    overrides = parse_set(args.set or [])
+    out_dir = Path(args.out) if args.out else Path(settings.data_dir) / "evaluation"
+    started = time.perf_counter()
+    if args.grid:
+        from rtsig.evaluation.grid import grid_table, parse_grid, run_grid
+
+        report = run_grid(args.files, settings, overrides, parse_grid(args.grid), args.horizons,
+                          args.price, args.rank_horizon, args.train_fraction, args.jobs)
+        report["seconds"] = round(time.perf_counter() - started, 3)
+        text, name = grid_table(report), "grid.json"
+    else:
+        from rtsig.evaluation.report import plots, table
+        from rtsig.evaluation.run import evaluate
+
+        report, outcomes = evaluate(messages(args.files), settings, overrides, args.horizons,
+                                    args.price)
+        report["files"] = list(args.files)
+        text, name = table(report["results"], per_symbol=not args.strategies_only), "evaluation.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / name]
+    written[0].write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    if not args.grid and not args.no_plots:
+        title = ", ".join(Path(f).name for f in args.files)
+        written += plots(outcomes, report["confidence_buckets"], out_dir, title)
+    out = sys.stdout.buffer
+    out.write((orjson.dumps(report).decode() if args.json else text).encode() + b"\n")
+    out.flush()
+    sys.stderr.write(orjson.dumps({("signals" if "signals" in report else "combinations"):
+                                   report.get("signals", len(report.get("combinations", ()))),
+                                   "seconds": round(time.perf_counter() - started, 3),
+                                   "written": [str(p) for p in written]}).decode() + "\n")
+    return 0
+
+
 def _stored_parameters(settings: Settings, overrides: dict):
     """``signals --config-store``: the config store the service would use (MONGODB_URI, MYSQL_URI
     or the SQLite file in RTSIG_DATA_DIR), read once; ``--set`` flags still win over it."""
@@ -242,6 +304,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "`rtsig run` would use: MONGODB_URI, MYSQL_URI or RTSIG_DATA_DIR's SQLite), "
                         "global and per symbol; --set still wins")
     p.set_defaults(func=cmd_signals)
+
+    p = sub.add_parser("evaluate", help="score the signals of recorded data against what the "
+                                        "market did next",
+                       description="Run recorded data through the offline pipeline (as `signals`) "
+                                   "and score every signal against the same data's prices that "
+                                   "followed it: per strategy and symbol and horizon, count, hit "
+                                   "rate, mean and median signed return (bps), rank IC of "
+                                   "confidence, stop-loss/take-profit touched first. Writes a "
+                                   "table on stdout, a JSON report and PNG plots (docs/EVALUATION.md).")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--set", action="append", metavar="STRATEGY.PARAM=VALUE",
+                   help="override a strategy parameter (repeatable)")
+    p.add_argument("--horizons", type=_horizons, default=(1.0, 10.0, 60.0, 300.0), metavar="S,S,…",
+                   help="forward horizons in seconds of event time (default 1,10,60,300)")
+    p.add_argument("--price", choices=("auto", "mid", "trade", "ticker"), default="auto",
+                   help="the price path: book mids, trade prices or ticker last prices; auto (the "
+                        "default): the mid where the symbol has books, else trades, else tickers")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where the JSON report and the plots go (default RTSIG_DATA_DIR/evaluation)")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG")
+    p.add_argument("--strategies-only", action="store_true",
+                   help="table rows for all symbols of each strategy only")
+    p.add_argument("--grid", action="append", metavar="STRATEGY.PARAM=V1,V2,…",
+                   help="sweep a parameter (repeatable: every combination is evaluated, in "
+                        "parallel processes, and ranked)")
+    p.add_argument("--jobs", type=_at_least(1, int), default=None,
+                   help="processes of a --grid (default: the cores)")
+    p.add_argument("--rank-horizon", type=float, default=60.0, metavar="S",
+                   help="the horizon a --grid is ranked at (default 60)")
+    p.add_argument("--train-fraction", type=_fraction, default=None, metavar="F",
+                   help="--grid: rank on the first F of the event time, report the rest as test")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("replay", help="publish recorded market data to the input subject",
                        description="Publish recorded market data (JSON lines or `<recv_ts>: <json>` "

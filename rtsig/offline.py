@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping
 
+import numpy as np
+
 from rtsig import counters
 from rtsig.decode import Decoder
 from rtsig.feeds.messages import REASON_NAMES
@@ -36,9 +38,12 @@ class OfflineRun:
 
     def __init__(self, settings: Settings, emit: Callable[[dict], None],
                  cli_overrides: Mapping[str, Mapping[str, ParamValue]] | None = None,
-                 source: ConfigSource | None = None) -> None:
+                 source: ConfigSource | None = None,
+                 on_events: Callable[[np.ndarray, int], None] | None = None) -> None:
         """``source``: parameters from a config store (``--config-store``) instead of the
-        environment and ``cli_overrides`` alone."""
+        environment and ``cli_overrides`` alone. ``on_events(events, n)``: called with every
+        decoded batch's events before they are judged, while their ring entries are in the
+        store (``rtsig evaluate`` reads the prices that follow each signal from them)."""
         self.store = Store.in_memory(settings, n_workers=1)
         self.params = ParameterTable(settings, settings.max_symbols, source=source,
                                      cli_overrides=cli_overrides)
@@ -53,6 +58,7 @@ class OfflineRun:
         self.feeds = FeedPath(self.store, settings, OFFLINE_ROW)
         self.futures_topic = settings.nats_futures_topic
         self.emit = emit
+        self.on_events = on_events
 
     def feed(self, message: bytes, receipt_ns: int) -> None:
         market = 0
@@ -77,6 +83,8 @@ class OfflineRun:
     def _flush(self) -> None:
         while self.decoder.count:  # judging frees ring entries a blocked decode waits for
             n_events = self.decoder.decode()
+            if self.on_events is not None:
+                self.on_events(self.decoder.events, n_events)
             events, ids, n_events = self.feeds.mirror(self.decoder.events, self.decoder.message_ids,
                                                       n_events)
             for signal in self.judge.judge(events, ids, 0, n_events):

@@ -1,4 +1,5 @@
-"""Reading recorded market data: JSON lines, or the ``<recv_ts>: <json>`` capture format.
+"""Reading recorded market data: JSON lines, the ``<recv_ts>: <json>`` capture format, or the
+msgpack recordings of ``rtsig record`` (rtsig/record.py; known by their header, not their name).
 
 Shared by ``rtsig signals`` and ``rtsig replay``. A capture's first line (``wss://… <-> t``) and
 blank lines are skipped; any other line is passed on as a message, so a malformed line becomes a
@@ -35,7 +36,13 @@ def parse_line(line: bytes) -> tuple[bytes, int | None] | None:
 
 
 def iter_lines(streams: Iterable[BinaryIO]) -> Iterator[tuple[bytes, int | None]]:
+    from rtsig.record import gunzipped, is_recording, read_recording
+
     for stream in streams:
+        stream = gunzipped(stream)
+        if is_recording(stream):  # ``rtsig record``'s msgpack frames: the same messages
+            yield from read_recording(stream)
+            continue
         for line in stream:
             parsed = parse_line(line)
             if parsed is not None:

@@ -281,10 +281,16 @@ def count_messages(paths: list[str]) -> int | None:
     """Non-blank lines of the files: the progress line's total (None when reading stdin)."""
     if "-" in paths:
         return None
+    from rtsig.record import count_frames, gunzipped, is_recording
+
     total = 0
     for path in paths:
         try:
-            with open(path, "rb") as f:
+            with open(path, "rb") as raw:
+                f = gunzipped(raw)
+                if is_recording(f):
+                    total += count_frames(path)
+                    continue
                 total += sum(1 for line in f if line.strip())
         except OSError:
             return None  # open_inputs says what is wrong with it

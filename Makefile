@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the tests start a private MariaDB server (mariadbd) for the MySQL config store.
 SYSTEM_PACKAGES := default-libmysqlclient-dev pkg-config build-essential mariadb-server
 
-.PHONY: run test bench perf perf-quick clean system-deps venv docs-screenshot
+.PHONY: run test bench perf perf-quick clean system-deps venv docs-screenshot evaluate
 .PHONY: docker-host image compose-up compose-down test-docker
 
 # Containers (docs/OPERATIONS.md): Debian's client where both exist (the other may need buildx).
@@ -64,6 +64,18 @@ perf-quick: $(STAMP)
 perf: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[perf]'
 	$(BIN)/python -m perf.harness
+
+# `rtsig evaluate` on the sample feed and on the real captures beside this checkout (when there):
+# tables on stdout, JSON reports and PNG plots in var/evaluation/ (docs/EVALUATION.md).
+REAL_DATA ?= ../shared/data/real
+evaluate: $(STAMP)
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[perf]'
+	@[ -f var/sample.jsonl ] || $(BIN)/python -c "from rtsig.synthetic import write_feed; write_feed('var/sample.jsonl')"
+	$(BIN)/rtsig evaluate var/sample.jsonl --out var/evaluation/sample --strategies-only
+	@if ls $(REAL_DATA)/*.txt >/dev/null 2>&1; then \
+	  echo "TRADING_SYMBOLS='*' SIGNAL_MARKETS=spot,usdm $(BIN)/rtsig evaluate $(REAL_DATA)/*.txt --out var/evaluation/real"; \
+	  TRADING_SYMBOLS='*' SIGNAL_MARKETS=spot,usdm $(BIN)/rtsig evaluate $(REAL_DATA)/*.txt --out var/evaluation/real; \
+	else echo "no real captures in $(REAL_DATA): skipped"; fi
 
 # /docs in headless Chromium (Debian's package): a screenshot, and a check that every route shows.
 docs-screenshot: $(STAMP)

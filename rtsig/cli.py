@@ -109,7 +109,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     written = [out_dir / name]
     written[0].write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     if not args.grid and not args.no_plots:
-        title = ", ".join(Path(f).name for f in args.files)
+        names = [Path(f).name for f in args.files]
+        title = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
         written += plots(outcomes, report["confidence_buckets"], out_dir, title)
     out = sys.stdout.buffer
     out.write((orjson.dumps(report).decode() if args.json else text).encode() + b"\n")

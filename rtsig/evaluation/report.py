@@ -15,6 +15,10 @@ def _num(value, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
+def _pct(value) -> str:
+    return "—" if value is None else f"{value:.1f}%"
+
+
 def _horizon(h: float) -> str:
     return f"{h:g}s" if h < 60 else f"{h / 60:g}m"
 
@@ -39,9 +43,9 @@ def table(rows: Sequence[dict], per_symbol: bool = True) -> str:
         tp = None if r["take_first"] is None else 100 * r["take_first"]
         lines.append(
             f"{r['strategy']:<22} {symbol:<16} {_horizon(r['horizon_s']):>7} {r['signals']:>7} "
-            f"{r['scored']:>6} {_num(hit, '5.1f'):>5}% {_num(r['mean_bps'], '9.2f'):>9} "
+            f"{r['scored']:>6} {_pct(hit):>6} {_num(r['mean_bps'], '9.2f'):>9} "
             f"{_num(r['median_bps'], '8.2f'):>8} {_num(r['rank_ic'], '7.3f'):>7} "
-            f"{_num(sl, '5.1f'):>5}% {_num(tp, '5.1f'):>5}%")
+            f"{_pct(sl):>6} {_pct(tp):>6}")
     return "\n".join(lines)
 
 

@@ -18,7 +18,12 @@ Signatures: ``orderbook_skew(levels, bid_count, ask_count, params, out) -> actio
 the market-logic strategies (feeds of interfaces.md §2c):
 ``btc_dominance(samples, position, params, out) -> action | RESULT_NO_PRICE``,
 ``cross_exchange_spread(venue_table, t_ms, params, venue_names, out) -> action``,
-``onchain_metrics(transfers, position, chain, params, out) -> action | RESULT_NO_PRICE``.
+``onchain_metrics(transfers, position, chain, params, out) -> action | RESULT_NO_PRICE``;
+the microstructure strategies (docs/STRATEGIES.md):
+``microprice(levels, bid_count, ask_count, params, out) -> action``,
+``order_flow_imbalance(state, history, t_ms, best_bid, best_ask, params, out) -> action`` after
+``ofi_record(state, history, best_bid, bid_qty, best_ask, ask_qty, t_ms)``,
+``trade_flow_imbalance(trades, position, params, out) -> action``.
 The web API's depth metrics are not a kernel: :mod:`rtsig.depth` computes them with NumPy in the
 processes that need them, which do not load Numba.
 """
@@ -29,14 +34,18 @@ import numpy as np
 
 from kernels.btc_dominance import btc_dominance
 from kernels.cross_exchange_spread import cross_exchange_spread
+from kernels.microprice import microprice
 from kernels.onchain_metrics import onchain_metrics
+from kernels.order_flow_imbalance import ofi_record, order_flow_imbalance
 from kernels.orderbook_skew import orderbook_skew
 from kernels.output import OUT_WIDTH
 from kernels.ticker_velocity import ticker_velocity
+from kernels.trade_flow_imbalance import trade_flow_imbalance
 from kernels.trade_momentum import trade_momentum
 
-__all__ = ["btc_dominance", "cross_exchange_spread", "onchain_metrics", "orderbook_skew",
-           "ticker_velocity", "trade_momentum", "warm_up"]
+__all__ = ["btc_dominance", "cross_exchange_spread", "microprice", "ofi_record", "onchain_metrics",
+           "order_flow_imbalance", "orderbook_skew", "ticker_velocity", "trade_flow_imbalance",
+           "trade_momentum", "warm_up"]
 
 
 
@@ -55,6 +64,8 @@ def warm_up() -> None:
         DOMINANCE_RING,
         MAX_VENUES,
         NAME_BYTES,
+        OFI_HISTORY,
+        OFI_STATE_WIDTH,
         PRICE,
         QTY,
         TICKER_DTYPE,
@@ -89,6 +100,14 @@ def warm_up() -> None:
         orderbook_skew(book, 1, 1, params["orderbook_skew"], out)
         trade_momentum(ring, 3, params["trade_momentum"], out)
         ticker_velocity(ticks, 3, 0, params["ticker_velocity"], out)
+        microprice(book, 1, 1, params["microprice"], out)
+        trade_flow_imbalance(ring, 3, params["trade_flow_imbalance"], out)
+    # order-flow state is the worker's own region of the store: always writable
+    ofi_state = np.zeros(OFI_STATE_WIDTH, dtype=np.float64)
+    ofi_history = np.zeros((OFI_HISTORY, 3), dtype=np.float64)
+    ofi_record(ofi_state, ofi_history, 100.0, 2.0, 100.01, 1.0, np.int64(0))
+    order_flow_imbalance(ofi_state, ofi_history, np.int64(0), 100.0, 100.01,
+                         params["order_flow_imbalance"], out)
     # the market-logic kernels read the store's feed regions, which are always writable
     btc_dominance(samples, 0, params["btc_dominance"], out)
     cross_exchange_spread(table, 0, params["cross_exchange_spread"], names, out)

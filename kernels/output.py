@@ -42,6 +42,11 @@ INDICATOR_NAMES: dict[str, tuple[str, ...]] = {
     "btc_dominance": ("dominance", "dominance_change", "window_hours"),
     "cross_exchange_spread": ("spread_percent", "binance_mid", "venue_mid"),
     "onchain_metrics": ("value", "net_flow_percent", "inflow", "outflow"),
+    "microprice": ("microprice", "deviation_bps", "imbalance", "spread_bps", "bid_volume",
+                   "ask_volume"),
+    "order_flow_imbalance": ("ofi", "ofi_normalized", "mean_depth", "updates", "span_seconds"),
+    "trade_flow_imbalance": ("imbalance", "buy_volume", "sell_volume", "window_trades",
+                             "span_seconds"),
 }
 METADATA_NAMES: dict[str, tuple[str, ...]] = {
     "orderbook_skew": ("top_bid", "top_ask"),
@@ -50,4 +55,7 @@ METADATA_NAMES: dict[str, tuple[str, ...]] = {
     "btc_dominance": (),  # text metadata: rotation, dominance_source (workers.judge)
     "cross_exchange_spread": (),  # venue, buy_venue, sell_venue
     "onchain_metrics": (),  # chain, txid, exchange, trigger
+    "microprice": ("top_bid", "top_ask"),
+    "order_flow_imbalance": ("top_bid", "top_ask"),
+    "trade_flow_imbalance": (),
 }

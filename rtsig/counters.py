@@ -18,7 +18,7 @@ KIND_BASE = 8  # + KIND_* (messages stored, by kind)
 IGNORED_BASE = 16  # + IGN_*
 ERROR_BASE = 24  # + ERR_*
 FILTERED = 44
-SIGNALS_BASE = 48  # + 2·strategy number + (0 buy, 1 sell)
+SIGNALS_BASE = 512  # + 2·strategy number + (0 buy, 1 sell); moved from 48 for nine strategies
 SIGNALS_BELOW_CONFIDENCE = 60
 SIGNALS_COOLDOWN = 61
 OVERRUNS = 62
@@ -42,7 +42,7 @@ ALIVE_NS = 76  # wall clock of the process's last loop turn
 PROCESS_PID = 77
 PUBLISH_BUFFERED = 78  # signals held while NATS is down
 CONFIG_EPOCH_SEEN = 79
-CONFIG_CHANGES_BASE = 80  # + position in registry.STRATEGIES (the process that made the change)
+CONFIG_CHANGES_BASE = 544  # + position in registry.STRATEGIES (the process that made the change); from 80
 CONFIG_STORE_STATE = 88  # gauge: one of CONFIG_STATES, as this process last read the store
 CONFIG_NOTICES = 89  # change notices received from NATS (other replicas or this host's API)
 CONFIG_MIRROR_ERRORS = 90  # changes the fallback store could not copy
@@ -62,7 +62,7 @@ LATENCY_BOUNDS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 """Upper bounds of the latency histogram buckets (seconds); one more bucket catches the rest."""
 HISTOGRAM_WIDTH = len(LATENCY_BOUNDS_S) + 3  # buckets, +Inf bucket, sum (ns), count
 PROCESSING_LATENCY = 96  # receipt → signal published: a histogram block
-STRATEGY_LATENCY_BASE = PROCESSING_LATENCY + HISTOGRAM_WIDTH  # + strategy number · HISTOGRAM_WIDTH
+STRATEGY_LATENCY_BASE = 576  # + strategy number · HISTOGRAM_WIDTH; was PROCESSING_LATENCY + HISTOGRAM_WIDTH
 CONFIDENCE_BOUNDS = (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 """Upper bounds of the per-strategy confidence histogram of published signals."""
 CONFIDENCE_WIDTH = len(CONFIDENCE_BOUNDS) + 3  # buckets, +Inf bucket, sum (micro-units), count
@@ -77,7 +77,7 @@ TRANSFER_DIRECTION_BASE = 368  # + direction (to_exchange, from_exchange, other)
 NO_PRICE = 372  # market-logic candidates dropped: no Binance price of their symbol yet
 FEED_QUOTES_MIRRORED = 373  # USD-M futures books turned into quotes of the spread strategy
 FEED_FILTERED = 374  # feed messages for a symbol outside TRADING_SYMBOLS or another shard's
-N_COUNTERS = 512
+N_COUNTERS = 1024  # 512 until the microstructure strategies (issue 19): 48–59, 80–87 and 114–295 are free
 INPUT_FRAMED = N_COUNTERS - 1
 SIGNALS_REBUILT = N_COUNTERS - 2
 """Worker: signals re-made while rebuilding history after a JetStream restart (not published)."""
@@ -98,11 +98,11 @@ ROW_WORKER0 = 4  # worker k uses ROW_WORKER0 + k
 assert KIND_BASE + codes.N_KINDS <= IGNORED_BASE
 assert IGNORED_BASE + codes.N_IGNORED <= ERROR_BASE
 assert ERROR_BASE + codes.N_ERRORS <= FILTERED
-assert SIGNALS_BASE + 2 * len(REALTIME_IDS) <= SIGNALS_BELOW_CONFIDENCE
-assert CONFIDENCE_BASE + len(REALTIME_IDS) * CONFIDENCE_WIDTH <= EVALUATED_BASE
+assert FEED_FILTERED < SIGNALS_BASE and SIGNALS_BASE + 2 * len(REALTIME_IDS) <= CONFIG_CHANGES_BASE
+assert PROCESSING_LATENCY + HISTOGRAM_WIDTH <= EVALUATED_BASE
 assert EVALUATED_BASE + len(REALTIME_IDS) <= FEED_MESSAGES_BASE
 assert FEED_ERRORS_BASE + 3 * N_FEED_REASONS <= FEED_LAST_TS_BASE
-assert CONFIG_CHANGES_BASE + len(STRATEGIES) <= CONFIG_STORE_STATE
+assert CONFIG_CHANGES_BASE + len(STRATEGIES) <= STRATEGY_LATENCY_BASE
 assert MESSAGES_HANDED_OFF < PROCESSING_LATENCY
 assert CONFIDENCE_BASE + len(REALTIME_IDS) * CONFIDENCE_WIDTH <= EVENT_LAG_NS
 

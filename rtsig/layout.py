@@ -21,7 +21,7 @@ from rtsig.registry import REALTIME_IDS
 from rtsig.settings import SYMBOL_BYTES, Settings
 
 MAGIC = 0x5254_5349_4753_4D31  # "RTSIGSM1"
-LAYOUT_VERSION = 5
+LAYOUT_VERSION = 6  # 6: order-flow-imbalance state (ofi_state, ofi_history), nine strategies
 ALIGN = 64
 DEPTH_LEVELS = 20
 """Levels per side kept for each order-book snapshot (Binance partial depth sends at most 20)."""
@@ -169,6 +169,14 @@ RING_DOMINANCE, RING_QUOTES, RING_TRANSFERS_BTC, RING_TRANSFERS_ETH = 0, 1, 2, 3
 CURSOR_BEGIN, CURSOR_END = 0, 1
 # columns of venue_quotes[symbol, venue, :]
 QUOTE_BID, QUOTE_ASK, QUOTE_TIME = 0, 1, 2
+# order_flow_imbalance's per-symbol state (kernels/order_flow_imbalance.py): written by the worker
+# that owns the symbol only, in event order, like venue_quotes. ofi_state[symbol, :] holds the
+# previous judged book's best levels and how many contributions were ever appended;
+# ofi_history[symbol, n % OFI_HISTORY, :] the n-th contribution (event time, e_n, best-level depth).
+OFI_HISTORY = 256
+OFI_PREV_BID, OFI_PREV_BID_QTY, OFI_PREV_ASK, OFI_PREV_ASK_QTY, OFI_COUNT = 0, 1, 2, 3, 4
+OFI_STATE_WIDTH = 5
+OFI_TIME, OFI_CONTRIBUTION, OFI_DEPTH = 0, 1, 2
 # event kinds of feed events (beside codes.KIND_*, which the decoder counts per kind)
 KIND_DOMINANCE = 20
 KIND_QUOTE = 21
@@ -294,6 +302,9 @@ class Layout:
             # the newest quote of each venue per spot symbol, as of the last event its worker
             # judged: written by the worker that owns the symbol only, in event order
             ("venue_quotes", np.dtype("f8"), (S, MAX_VENUES, 3)),
+            # order_flow_imbalance: owned by the symbol's worker too (zero: no previous book)
+            ("ofi_state", np.dtype("f8"), (S, OFI_STATE_WIDTH)),
+            ("ofi_history", np.dtype("f8"), (S, OFI_HISTORY, 3)),
         ]
         out, offset = [], 0
         for name, dtype, shape in specs:

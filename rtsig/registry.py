@@ -330,17 +330,87 @@ ONCHAIN_METRICS = Strategy(
     realtime=False, enabled_by_default=True,
 )
 
+MICROPRICE = Strategy(
+    "microprice", "Microprice",
+    "Size-weighted mid over the top levels of each depth snapshot and its deviation from the mid "
+    "(bps), gated by spread.",
+    (
+        Param("top_levels", int, 5, "levels per side summed into the bid and ask sizes",
+              unit="levels", min=1, max=20),
+        Param("buy_threshold_bps", float, 0.1, "buy when microprice − mid exceeds this",
+              unit="bps", min=0, min_exclusive=True),
+        Param("sell_threshold_bps", float, -0.1, "sell when microprice − mid is below this",
+              unit="bps", max=0, max_exclusive=True),
+        Param("max_spread_bps", float, 10.0, "the widest spread at which a signal is still allowed",
+              unit="bps", min=0, min_exclusive=True),
+        Param("min_total_volume", float, 0.001, "no signal when bid + ask size is below this",
+              unit="base asset", min=0),
+        Param("base_confidence", float, 0.65, "confidence at the threshold",
+              unit="confidence", min=0, max=CONFIDENCE_CAP),
+        *_common(60),
+    ),
+    realtime=True, enabled_by_default=True,
+)
+
+ORDER_FLOW_IMBALANCE = Strategy(
+    "order_flow_imbalance", "Order Flow Imbalance",
+    "Cont–Kukanov–Stoikov order-flow imbalance of consecutive best-level snapshots, summed over a "
+    "time window and normalised by the mean best-level depth.",
+    (
+        Param("window_seconds", float, 10.0,
+              "contributions of snapshots within this many seconds of the current one (event "
+              "time); at most the last 256 contributions of the symbol",
+              unit="s", min=0, max=3600, min_exclusive=True),
+        Param("buy_threshold", float, 3.0, "buy when the normalised OFI exceeds this",
+              unit="depths", min=0, min_exclusive=True),
+        Param("sell_threshold", float, -3.0, "sell when the normalised OFI is below this",
+              unit="depths", max=0, max_exclusive=True),
+        Param("min_updates", int, 10, "no signal with fewer contributions in the window",
+              unit="contributions", min=1, max=256),
+        Param("base_confidence", float, 0.65, "confidence at the threshold",
+              unit="confidence", min=0, max=CONFIDENCE_CAP),
+        *_common(60),
+    ),
+    realtime=True, enabled_by_default=True,
+)
+
+TRADE_FLOW_IMBALANCE = Strategy(
+    "trade_flow_imbalance", "Trade Flow Imbalance",
+    "Signed volume imbalance of aggressor trades (buyer- minus seller-initiated) over a time window.",
+    (
+        Param("window_seconds", float, 30.0,
+              "trades within this many seconds of the current one (event time)",
+              unit="s", min=0, max=3600, min_exclusive=True),
+        Param("max_window_trades", int, 500, "at most the last N trades, the current one included",
+              unit="trades", min=2, max=1000),
+        Param("buy_threshold", float, 0.6, "buy when the imbalance exceeds this", unit="imbalance",
+              min=0, max=1),
+        Param("sell_threshold", float, -0.6, "sell when the imbalance is below this",
+              unit="imbalance", min=-1, max=0),
+        Param("min_trades", int, 10, "no signal with fewer trades in the window", unit="trades",
+              min=2, max=1000),
+        Param("min_volume", float, 0.0, "no signal when the window's volume is below this",
+              unit="base asset", min=0),
+        Param("base_confidence", float, 0.65, "confidence at the threshold",
+              unit="confidence", min=0, max=CONFIDENCE_CAP),
+        *_common(60),
+    ),
+    realtime=True, enabled_by_default=True,
+)
+
 STRATEGIES: dict[str, Strategy] = {
     s.strategy_id: s
     for s in (ORDERBOOK_SKEW, TRADE_MOMENTUM, TICKER_VELOCITY,
-              BTC_DOMINANCE, CROSS_EXCHANGE_SPREAD, ONCHAIN_METRICS)
+              BTC_DOMINANCE, CROSS_EXCHANGE_SPREAD, ONCHAIN_METRICS,
+              MICROPRICE, ORDER_FLOW_IMBALANCE, TRADE_FLOW_IMBALANCE)
 }
 REALTIME_IDS: tuple[str, ...] = tuple(STRATEGIES)
 """Every strategy the workers judge, in kernel order: the index of a strategy in this tuple is its
 id number (signal counters, cool-down table, parameter rows). Since the market-logic strategies
 got their data paths (interfaces.md §2c) this is all six: the three realtime ones first, then
 btc_dominance, cross_exchange_spread, onchain_metrics (``Strategy.realtime`` still tells which
-run per Binance message)."""
+run per Binance message), then the microstructure ones (issue 19): microprice,
+order_flow_imbalance, trade_flow_imbalance — appended, so the six older numbers are unchanged."""
 MARKET_LOGIC_IDS: tuple[str, ...] = tuple(s for s, st in STRATEGIES.items() if not st.realtime)
 
 MAX_PARAMS = max(len(s.params) for s in STRATEGIES.values())

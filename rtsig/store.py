@@ -36,6 +36,7 @@ REGION_NAMES = (
     "trades", "tickers", "events", "event_message_ids", "event_cursors", "counters",
     "last_signal_ms", "pressure_seconds", "pressure_history", "feed_cursors", "dominance", "quotes",
     "transfers", "feed_name_counts", "venue_names", "exchange_names", "venue_quotes",
+    "ofi_state", "ofi_history",
 )
 
 
@@ -108,6 +109,8 @@ class Store:
     venue_names: np.ndarray
     exchange_names: np.ndarray
     venue_quotes: np.ndarray
+    ofi_state: np.ndarray
+    ofi_history: np.ndarray
 
     def __init__(self, layout: Layout, buffer, shm: shared_memory.SharedMemory | None = None,
                  readonly: bool = False) -> None:

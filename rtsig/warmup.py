@@ -37,7 +37,7 @@ def warm_up(settings: Settings) -> None:
                     store.trades, store.tickers, params.values, params.enabled,
                     store.counters[C.ROW_SUPERVISOR], info, rows, store.symbols, store.feed_cursors,
                     store.dominance, store.quotes, store.transfers, store.venue_quotes,
-                    store.venue_names)
+                    store.venue_names, store.ofi_state, store.ofi_history)
     from rtsig.feeds.path import warm_up as warm_up_feeds
 
     warm_up_feeds(store, settings)  # the feeds' writers and the futures-book mirror

@@ -318,3 +318,118 @@ def onchain_metrics(transfers, chain, params, lookback=4096):
     return (action, confidence, price, price,
             {"value": value, "net_flow_percent": net, "inflow": inflow, "outflow": outflow},
             {"trigger": trigger})
+
+
+# --- microstructure strategies (docs/STRATEGIES.md) ----------------------------------------------
+
+def _excess_confidence(value, threshold, base):
+    """``min(cap, base + (cap − base) · min(1, (|value| − |t|) / |t|))``."""
+    t = abs(threshold)
+    return min(CAP, base + (CAP - base) * min(1, (abs(value) - t) / t))
+
+
+def microprice(bids, asks, params):
+    """``bids``/``asks``: lists of (price, qty), best first."""
+    if not bids or not asks:
+        return None
+    top_levels = int(params["top_levels"])
+    Qb = total(q for _, q in bids[:top_levels])
+    Qa = total(q for _, q in asks[:top_levels])
+    if Qb + Qa < params["min_total_volume"] or Qb + Qa == 0:
+        return None
+    bid, ask = bids[0][0], asks[0][0]
+    mid = (bid + ask) / 2
+    if mid <= 0:  # decision: cannot happen after decoding
+        return None
+    spread_bps = (ask - bid) / mid * 10_000
+    if spread_bps > params["max_spread_bps"]:
+        return None
+    micro = (ask * Qb + bid * Qa) / (Qb + Qa)
+    deviation = (micro - mid) / mid * 10_000
+    if deviation > params["buy_threshold_bps"]:
+        action, threshold, price = BUY, params["buy_threshold_bps"], bid
+    elif deviation < params["sell_threshold_bps"]:
+        action, threshold, price = SELL, params["sell_threshold_bps"], ask
+    else:
+        return None
+    confidence = _excess_confidence(deviation, threshold, params["base_confidence"])
+    indicators = {"microprice": micro, "deviation_bps": deviation,
+                  "imbalance": (Qb - Qa) / (Qb + Qa), "spread_bps": spread_bps,
+                  "bid_volume": Qb, "ask_volume": Qa}
+    return action, confidence, price, mid, indicators, {"top_bid": bid, "top_ask": ask}
+
+
+OFI_HISTORY = 256
+
+
+def ofi_contribution(prev, cur):
+    """Cont–Kukanov–Stoikov ``e_n`` of two best-level snapshots ``(t, bid, q_bid, ask, q_ask)``."""
+    _, pb, qb_prev, pa, qa_prev = prev
+    _, b, qb, a, qa = cur
+    e = 0.0
+    if b >= pb:
+        e += qb
+    if b <= pb:
+        e -= qb_prev
+    if a <= pa:
+        e -= qa
+    if a >= pa:
+        e += qa_prev
+    return e
+
+
+def order_flow_imbalance(snapshots, params):
+    """``snapshots``: the symbol's judged best-level snapshots ``(t, bid, q_bid, ask, q_ask)``,
+    oldest first, the current one last."""
+    contributions = [(cur[0], ofi_contribution(prev, cur), (cur[2] + cur[4]) / 2)
+                     for prev, cur in zip(snapshots, snapshots[1:])][-OFI_HISTORY:]
+    t_now, bid, _, ask, _ = snapshots[-1]
+    window_ms = params["window_seconds"] * 1000
+    W = [c for c in contributions if not t_now - c[0] > window_ms]
+    if len(W) < int(params["min_updates"]):
+        return None
+    depth = total(c[2] for c in W)
+    if depth <= 0:
+        return None
+    ofi = total(c[1] for c in W)
+    mean_depth = depth / len(W)
+    normalized = ofi / mean_depth
+    if normalized > params["buy_threshold"]:
+        action, threshold, price = BUY, params["buy_threshold"], bid
+    elif normalized < params["sell_threshold"]:
+        action, threshold, price = SELL, params["sell_threshold"], ask
+    else:
+        return None
+    confidence = _excess_confidence(normalized, threshold, params["base_confidence"])
+    earliest = min([t_now] + [c[0] for c in W])
+    indicators = {"ofi": ofi, "ofi_normalized": normalized, "mean_depth": mean_depth,
+                  "updates": len(W), "span_seconds": (t_now - earliest) / 1000}
+    return action, confidence, price, (bid + ask) / 2, indicators, {"top_bid": bid, "top_ask": ask}
+
+
+def trade_flow_imbalance(history, params):
+    """``history``: dict trades ``{"E", "p", "q", "m"}`` oldest first, the current one last."""
+    current = history[-1]
+    window = history[-int(params["max_window_trades"]):]
+    window_ms = params["window_seconds"] * 1000
+    W = [t for t in window if not current["E"] - t["E"] > window_ms]
+    buyer = total(t["q"] for t in W if not t["m"])
+    seller = total(t["q"] for t in W if t["m"])
+    volume = buyer + seller
+    if len(W) < int(params["min_trades"]) or volume < params["min_volume"] or volume == 0:
+        return None
+    imbalance = (buyer - seller) / volume
+    bt, st = params["buy_threshold"], params["sell_threshold"]
+    if imbalance > bt and abs(bt) != 1:
+        action, threshold = BUY, bt
+    elif imbalance < st and abs(st) != 1:
+        action, threshold = SELL, st
+    else:
+        return None
+    base = params["base_confidence"]
+    confidence = min(CAP, base + (abs(imbalance) - abs(threshold)) / (1 - abs(threshold))
+                     * (CAP - base))
+    earliest = min([current["E"]] + [t["E"] for t in W])
+    indicators = {"imbalance": imbalance, "buy_volume": buyer, "sell_volume": seller,
+                  "window_trades": len(W), "span_seconds": (current["E"] - earliest) / 1000}
+    return action, confidence, current["p"], current["p"], indicators, {}

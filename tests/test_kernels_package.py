@@ -12,14 +12,16 @@ import kernels
 def test_public_names():
     assert set(kernels.__all__) == {"orderbook_skew", "trade_momentum", "ticker_velocity",
                                     "btc_dominance", "cross_exchange_spread", "onchain_metrics",
-                                    "warm_up"}
+                                    "microprice", "ofi_record", "order_flow_imbalance",
+                                    "trade_flow_imbalance", "warm_up"}
     for name in kernels.__all__:
         assert callable(getattr(kernels, name))
 
 
 def test_warm_up_compiles_writable_and_read_only_variants():
     kernels.warm_up()
-    for kernel in (kernels.orderbook_skew, kernels.trade_momentum, kernels.ticker_velocity):
+    for kernel in (kernels.orderbook_skew, kernels.trade_momentum, kernels.ticker_velocity,
+                   kernels.microprice, kernels.trade_flow_imbalance):
         readonly = [sig[0].mutable for sig in kernel.signatures]
         assert True in readonly and False in readonly, kernel
 

@@ -48,7 +48,8 @@ class EventJudge:
                             store.trades, store.tickers, self.params.values, self.params.enabled,
                             self.counters, self.cand_info, self.cand_rows, store.symbols,
                             store.feed_cursors, store.dominance, store.quotes, store.transfers,
-                            store.venue_quotes, store.venue_names)
+                            store.venue_quotes, store.venue_names, store.ofi_state,
+                            store.ofi_history)
         signals = []
         self.receipts = []
         if n == 0:
@@ -90,6 +91,8 @@ class EventJudge:
             if self._owner is None or int(store.symbols[sid]["worker"]) == self._owner:
                 store.last_signal_ms[sid] = np.iinfo(np.int64).min
                 store.venue_quotes[sid] = np.nan
+                store.ofi_state[sid] = 0.0  # no previous book: the next one starts a new window
+                store.ofi_history[sid] = 0.0
         self._generations[:count] = generations
 
     def _market_logic(self, signal: dict, row: np.ndarray, kind: int, message_id: str | None) -> None:

@@ -61,10 +61,41 @@ TICKER_VELOCITY = [
     ("min_volume_change", float, 0.2, 0, True, None, None),
     ("min_signal_interval", int, 60, 0, True, None, None),
 ]
+# Microstructure strategies (issue 19): docs/STRATEGIES.md
+MICROPRICE = [
+    ("top_levels", int, 5, 1, True, 20, True),
+    ("buy_threshold_bps", float, 0.1, 0, False, None, None),
+    ("sell_threshold_bps", float, -0.1, None, None, 0, False),
+    ("max_spread_bps", float, 10.0, 0, False, None, None),
+    ("min_total_volume", float, 0.001, 0, True, None, None),
+    ("base_confidence", float, 0.65, 0, True, CAP, True),
+    ("min_signal_interval", int, 60, 0, True, None, None),
+]
+ORDER_FLOW_IMBALANCE = [
+    ("window_seconds", float, 10.0, 0, False, 3600, True),
+    ("buy_threshold", float, 3.0, 0, False, None, None),
+    ("sell_threshold", float, -3.0, None, None, 0, False),
+    ("min_updates", int, 10, 1, True, 256, True),
+    ("base_confidence", float, 0.65, 0, True, CAP, True),
+    ("min_signal_interval", int, 60, 0, True, None, None),
+]
+TRADE_FLOW_IMBALANCE = [
+    ("window_seconds", float, 30.0, 0, False, 3600, True),
+    ("max_window_trades", int, 500, 2, True, 1000, True),
+    ("buy_threshold", float, 0.6, 0, True, 1, True),
+    ("sell_threshold", float, -0.6, -1, True, 0, True),
+    ("min_trades", int, 10, 2, True, 1000, True),
+    ("min_volume", float, 0.0, 0, True, None, None),
+    ("base_confidence", float, 0.65, 0, True, CAP, True),
+    ("min_signal_interval", int, 60, 0, True, None, None),
+]
 REALTIME_TABLES = {
     "orderbook_skew": ORDERBOOK_SKEW,
     "trade_momentum": TRADE_MOMENTUM,
     "ticker_velocity": TICKER_VELOCITY,
+    "microprice": MICROPRICE,
+    "order_flow_imbalance": ORDER_FLOW_IMBALANCE,
+    "trade_flow_imbalance": TRADE_FLOW_IMBALANCE,
 }
 # Market-logic strategies: the spec gives names and defaults only.
 MARKET_LOGIC_DEFAULTS = {
@@ -78,7 +109,8 @@ MARKET_LOGIC_DEFAULTS = {
 }
 COMMON_OPTIONAL = ("stop_loss_pct", "take_profit_pct")
 ALL_IDS = ("orderbook_skew", "trade_momentum", "ticker_velocity",
-           "btc_dominance", "cross_exchange_spread", "onchain_metrics")
+           "btc_dominance", "cross_exchange_spread", "onchain_metrics",
+           "microprice", "order_flow_imbalance", "trade_flow_imbalance")
 
 
 def _spec_names(sid: str) -> list[str]:
@@ -95,7 +127,7 @@ def test_six_strategies_with_the_spec_ids():
     assert set(STRATEGIES) == set(ALL_IDS)
     # every strategy is judged by a kernel in the workers: the realtime ones first
     assert REALTIME_IDS == ALL_IDS
-    assert [strategy_number(s) for s in REALTIME_IDS] == [0, 1, 2, 3, 4, 5]
+    assert [strategy_number(s) for s in REALTIME_IDS] == list(range(9))  # new ones appended
     assert CONFIDENCE_CAP == CAP
 
 

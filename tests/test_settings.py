@@ -23,6 +23,7 @@ SETTINGS_SOURCE = Path(__file__).resolve().parents[1] / "rtsig" / "settings.py"
 
 REALTIME = ("orderbook_skew", "trade_momentum", "ticker_velocity")
 MARKET_LOGIC = ("btc_dominance", "cross_exchange_spread", "onchain_metrics")
+MICROSTRUCTURE = ("microprice", "order_flow_imbalance", "trade_flow_imbalance")  # docs/STRATEGIES.md
 
 
 # ----------------------------------------------------------------------------- defaults
@@ -66,8 +67,9 @@ def test_defaults_from_an_empty_environment_are_the_spec_defaults(field, expecte
 
 def test_default_strategies_enabled_are_all_six():
     enabled = Settings.from_env({}).strategy_enabled
-    assert {sid: on for sid, on in enabled.items()} == {sid: True for sid in REALTIME + MARKET_LOGIC}
-    assert Settings.from_env({}).realtime_enabled == (True,) * 6
+    assert {sid: on for sid, on in enabled.items()} == {sid: True for sid in REALTIME + MARKET_LOGIC
+                                                       + MICROSTRUCTURE}
+    assert Settings.from_env({}).realtime_enabled == (True,) * 9
 
 
 def test_log_format_default_is_json_outside_a_terminal():

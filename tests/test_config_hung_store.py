@@ -94,6 +94,12 @@ def test_a_hung_store_bounds_every_config_service_call(kind: str, tmp_path: Path
                   f"{write_s:.2f} s, health without refresh {health_s * 1e3:.2f} ms")
             assert write_s < WRITE_BOUND_S and health_s < 0.1
             assert health["state"] != "primary"
+            booted = ConfigService(settings)  # a web worker that starts while the store hangs
+            try:
+                first, first_s = timed(lambda: booted.health(refresh=False))
+                assert first_s < 0.1 and first["degraded"] == "not read yet", first
+            finally:
+                booted.close()
         service._checked_at = None  # the store is back: the next read must use it again
         service.update(SKEW, None, {"top_levels": 9}, "alice")
         assert service.refresh().degraded is None

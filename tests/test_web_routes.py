@@ -1076,6 +1076,7 @@ def _mark_ready(app: WebApp) -> None:
 def test_ready_is_503_naming_each_failing_check(make_app) -> None:
     """GET /ready with no ingest and no workers: 503 with nats and workers failing, config store ok."""
     app = make_app(n_workers=2)
+    app.config.refresh()  # a web worker's first read, started when it boots (/ready never waits for it)
     resp = app.get("/ready")
     assert resp.status_code == 503
     body = resp.json

@@ -186,23 +186,21 @@ class ConfigService:
     def health(self, refresh: bool = True) -> dict:
         """For ``/ready`` and ``rtsig config``: which store, and whether reads are degraded.
 
-        ``refresh=False`` does not wait on the store: it answers from the cache and, when the
+        ``refresh=False`` never waits on the store: it answers from the cache and, when the
         cache is due, starts a refresh in the background (``/ready`` must stay fast whatever
-        the store does). Only a process's first answer waits for its first read (at most
-        :data:`READ_WAIT_S`); the web server starts that read when a worker boots.
+        the store does; before a process's first read completes it says "not read yet").
         """
         if refresh:
             snap = self.current()
         else:
             if self.expired():
                 self.refresh_in_background()
-                if self._reads == 0:  # a process's very first answer waits for its first read, bounded
-                    self._background.join(READ_WAIT_S)
             snap = self._snapshot
         return {"store": self.primary.name,
                 "fallback": None if self.fallback is None else self.fallback.name,
                 "state": self.state(), "serving_from": snap.source or "defaults",
-                "loaded_at": snap.loaded_at or None, "degraded": snap.degraded}
+                "loaded_at": snap.loaded_at or None,
+                "degraded": snap.degraded or ("not read yet" if self._reads == 0 else None)}
 
     def _sanitized(self, configs: Mapping[ConfigKey, StoredConfig]) -> dict[ConfigKey, StoredConfig]:
         """Drop stored values the registry no longer accepts (renamed or re-ranged parameters)."""

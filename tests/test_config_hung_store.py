@@ -172,3 +172,42 @@ def test_a_hung_mariadb_bounds_the_api_and_never_stops_the_workers(nats_server, 
     while http_json(service, "POST", path, change)[0] != 200:
         assert time.monotonic() < deadline, "changes still refused after the store came back"
         time.sleep(0.5)
+
+
+# ----------------------------------------------------------------------------- a process started during an outage
+def test_a_process_started_during_an_outage_serves_the_last_configs_read(mysql_uri: str, tmp_path: Path) -> None:
+    """A web worker (re)started while the store is down serves what was last read on this host,
+    as ``last_known``, not the defaults; a damaged file is ignored."""
+    from rtsig.config import lastknown
+    from tests.servers import free_port
+
+    keep = lastknown.path_for(tmp_path, "test")
+    settings = Settings(data_dir=tmp_path, mysql_uri=mysql_uri)
+    before = ConfigService(settings, last_known=keep)
+    try:
+        before.update(SKEW, None, {"top_levels": 7}, "alice")
+        before.update(SKEW, "ETHUSDT", {"top_levels": 3}, "alice")
+        before.refresh()
+    finally:
+        before.close()
+    assert keep.exists()
+    down = settings.with_overrides(mysql_uri=f"mysql://root@127.0.0.1:{free_port()}/gone")
+    started = ConfigService(down, last_known=keep)
+    blind = ConfigService(down)
+    try:
+        started.refresh()
+        assert started.state() == "last_known" and started.health()["serving_from"] == "mysql"
+        assert started.effective(SKEW).parameters["top_levels"] == 7
+        assert started.effective(SKEW, "ETHUSDT").parameters["top_levels"] == 3
+        blind.refresh()
+        assert blind.state() == "defaults" and blind.effective(SKEW).parameters["top_levels"] == 5
+    finally:
+        started.close()
+        blind.close()
+    keep.write_bytes(b"{not json")
+    damaged = ConfigService(down, last_known=keep)
+    try:
+        damaged.refresh()
+        assert damaged.state() == "defaults"
+    finally:
+        damaged.close()

@@ -25,6 +25,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from rtsig import counters as C
+from rtsig.config import lastknown
 from rtsig.config.notify import notice
 from rtsig.config.service import ChangeResult, ConfigService
 from rtsig.settings import Settings
@@ -108,7 +109,8 @@ class NatsAnnouncer:
 def production_deps(settings: Settings) -> WebDeps:
     store = Store.attach(segment_name(settings.instance), readonly=True)
     counters = store.writable("counters")[C.ROW_WEB]
-    config = ConfigService(settings, counters=counters)
+    config = ConfigService(settings, counters=counters,
+                           last_known=lastknown.path_for(settings.data_dir, settings.instance))
     config.refresh_in_background()  # the first read, before the first request needs it
     return WebDeps(settings, config, store,
                    announce=NatsAnnouncer(settings), header=store.writable("header"),

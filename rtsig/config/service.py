@@ -21,8 +21,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping
 
+from rtsig.config import lastknown
 from rtsig.config.model import AuditRecord, ConfigKey, Snapshot, StoredConfig, utc_now
 from rtsig.config.stores import ANY_SYMBOL, ConfigStore, open_stores
 from rtsig.counters import CONFIG_MIRROR_ERRORS, CONFIG_STATES
@@ -61,9 +63,14 @@ class ConfigService:
     def __init__(self, settings: Settings,
                  stores: tuple[ConfigStore, ConfigStore | None] | None = None,
                  cli_overrides: Mapping[str, Mapping[str, ParamValue]] | None = None,
-                 clock: Callable[[], float] = time.time, counters=None) -> None:
-        """``counters``: this process's counter row, where fallback copy failures are counted."""
+                 clock: Callable[[], float] = time.time, counters=None,
+                 last_known: Path | None = None) -> None:
+        """``counters``: this process's counter row, where fallback copy failures are counted.
+        ``last_known``: a file keeping the last configs read, so that a process started while
+        every store is down serves them rather than the defaults (:mod:`rtsig.config.lastknown`)."""
         self.settings = settings
+        self.last_known = last_known
+        self._saved_fingerprint: tuple | None = None
         self.counters = counters
         self.primary, self.fallback = stores if stores is not None else open_stores(settings)
         self.cli_overrides = cli_overrides or {}
@@ -155,6 +162,7 @@ class ConfigService:
         try:
             configs = self.primary.load_all()
             self._snapshot = Snapshot(self._sanitized(configs), self.primary.name, now, None)
+            self._save_last_known()
             return self._snapshot
         except StoreUnavailable as exc:
             problem = f"{self.primary.name} unreachable: {exc}"
@@ -163,14 +171,29 @@ class ConfigService:
                 configs = self.fallback.load_all()
                 self._snapshot = Snapshot(self._sanitized(configs), self.fallback.name, now,
                                           problem)
+                self._save_last_known()
                 return self._snapshot
             except StoreUnavailable as exc:
                 problem += f"; fallback {self.fallback.name} unreachable: {exc}"
         last = self._snapshot
+        if last.source is None and self.last_known is not None:  # nothing read in this process yet
+            kept = lastknown.load(self.last_known)
+            if kept is not None:
+                last = Snapshot(self._sanitized(kept.configs), kept.source, kept.loaded_at, None)
         if last.degraded is None:
             log.warning("config store degraded: %s", problem)
         self._snapshot = Snapshot(last.configs, last.source, last.loaded_at, problem)
         return self._snapshot
+
+    def _save_last_known(self) -> None:
+        """Keep the configs just read for a process that starts during an outage (on change only)."""
+        if self.last_known is None or self._snapshot.fingerprint == self._saved_fingerprint:
+            return
+        try:
+            lastknown.save(self.last_known, self._snapshot)
+            self._saved_fingerprint = self._snapshot.fingerprint
+        except OSError as exc:
+            log.warning("could not keep the last configs read in %s: %s", self.last_known, exc)
 
     def state(self) -> str:
         """One of :data:`rtsig.counters.CONFIG_STATES` for the current snapshot."""

@@ -76,7 +76,7 @@ def bench_decode(kind: str, batch: int, runs: int, shard: str | None = None) -> 
     index, count = 0, 1
     if shard is not None:
         index, count = shard_of("BTCUSDT", SHARDS), SHARDS
-        symbols = tuple(s for s in BENCH_SYMBOLS + ("BTCUSDT",)
+        symbols = tuple(s for s in ("BTCUSDT",) + BENCH_SYMBOLS
                         if (shard_of(s, SHARDS) == index) == (shard == "owned"))
         if batch <= 16:
             symbols = symbols[:1]
@@ -127,7 +127,9 @@ def bench_kernels(batch: int, runs: int) -> dict[str, float]:
             events = events[-min(n, settings.book_ring):]
         info, rows = new_candidate_buffers(len(events))
         args = (store.book_meta, store.book_levels, store.market, store.trades, store.tickers,
-                params.values, params.enabled, store.counters[1], info, rows)
+                params.values, params.enabled, store.counters[1], info, rows, store.symbols,
+                store.feed_cursors, store.dominance, store.quotes, store.transfers, store.venue_quotes,
+                store.venue_names, store.ofi_state, store.ofi_history)
         first = max(0, len(events) - batch)
         count = len(events) - first
         evaluate_events(events, first, count, *args)

@@ -102,8 +102,9 @@ def test_two_instances_share_the_input_through_one_queue_group(nats_server, serv
     b = services(nats_server.url, env=env, uid=uid)
     messages = feed(FEED_SECONDS, SEED)
     expected, _ = offline_signals(write_lines(tmp_path / "feed.jsonl", messages), a.env)
-    # one signal at most per input message: a message judged twice would show as a repeated id
-    assert len({s["metadata"]["message_id"] for s in expected}) == len(expected)
+    # one signal at most per input message and strategy (a book can give orderbook_skew,
+    # microprice and order_flow_imbalance signals): a message judged twice would repeat a pair
+    assert len({(s["metadata"]["message_id"], s["strategy_id"]) for s in expected}) == len(expected)
 
     async def scenario() -> list[dict]:
         nc = await connect(nats_server.url)
@@ -127,8 +128,9 @@ def test_two_instances_share_the_input_through_one_queue_group(nats_server, serv
         assert s.summary()["overruns"] == 0
     assert len(live) == a.workers_sum(C.PUBLISHED) + b.workers_sum(C.PUBLISHED) > 0
     assert a.workers_sum(C.PUBLISHED) > 0 and b.workers_sum(C.PUBLISHED) > 0
-    ids = [s["metadata"]["message_id"] for s in live]
-    assert len(set(ids)) == len(ids), "a message was judged by both instances"
+    pairs = [(s["metadata"]["message_id"], s["strategy_id"]) for s in live]
+    assert len(set(pairs)) == len(pairs), "a message was judged by both instances"
+    ids = [message for message, _ in pairs]
     sent_ids = {message_id(m) for m in messages}
     assert set(ids) <= sent_ids
     # orderbook_skew judges one snapshot alone, so without a cool-down it does not depend on

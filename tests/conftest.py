@@ -30,6 +30,19 @@ def nats_server():
 
 
 @pytest.fixture
+def jetstream(tmp_path):
+    """A real nats-server with JetStream (its store in the test's directory), stopped at the end."""
+    from rtsig.natsbin import free_port
+    from tests.live_helpers import JetStreamServer
+
+    server = JetStreamServer(free_port(), tmp_path / "js").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def services(tmp_path) -> Callable[..., Service]:
     """Factory: ``services(nats_url, env={...}, uid=..., start=True)`` → a running :class:`Service`.
 

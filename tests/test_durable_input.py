@@ -11,14 +11,10 @@ import collections
 import os
 import signal
 
-import nats
-import pytest
 
 from rtsig import counters as C
-from rtsig.natsbin import free_port
 from tests.live_helpers import (
     SETTLE_S,
-    JetStreamServer,
     SignalSink,
     async_wait_until,
     connect,
@@ -33,15 +29,6 @@ from tests.live_helpers import (
 )
 
 SEED = 31
-
-
-@pytest.fixture
-def jetstream(tmp_path):
-    server = JetStreamServer(free_port(), tmp_path / "js").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def durable_env(stream: str) -> dict[str, str]:
@@ -125,7 +112,7 @@ def test_a_service_stopped_for_30_s_catches_up_without_loss(jetstream, services,
         assert code == 0
         pace = (len(messages) - third) / 30.0  # the rest arrives over the 30 s of downtime
         await publish_all(nc, first.in_subject, messages[third:], rate=pace)
-        second = services(jetstream.url, env=durable_env(stream), uid=uid)
+        services(jetstream.url, env=durable_env(stream), uid=uid)  # the restart
         await wait_caught_up(nc, stream, "realtime-strategies-group-0", len(messages))
         await async_wait_until(lambda: len({s["signal_id"] for s in sink.signals}) >= len(expected),
                                SETTLE_S, "every signal at the sink")

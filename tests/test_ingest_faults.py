@@ -46,6 +46,15 @@ async def wait_sink(sink: SignalSink, service) -> None:
                            "every published signal at the sink")
 
 
+async def resume_and_collect(service, nc, sink: SignalSink, n_messages: int) -> list[dict]:
+    """Workers running again: every message judged, every signal at the sink."""
+    stop_workers(service, signal.SIGCONT)
+    await settle([service], n_messages)
+    await wait_sink(sink, service)
+    await nc.close()
+    return sink.signals
+
+
 def test_a_backlog_held_across_a_server_restart_is_judged_in_full(nats_server, services, tmp_path):
     """Workers stopped, ~25k messages queued in the ingest, nats-server restarted, workers resumed:
     the old client dropped everything framed but not handed off (34,870 of 60,000 lost)."""
@@ -71,10 +80,7 @@ def test_a_backlog_held_across_a_server_restart_is_judged_in_full(nats_server, s
             await publish_all(nc, service.in_subject, after)
         finally:
             stop_workers(service, signal.SIGCONT)
-        await settle([service], len(messages))
-        await wait_sink(sink, service)
-        await nc.close()
-        return sink.signals
+        return await resume_and_collect(service, nc, sink, len(messages))
 
     live = asyncio.run(scenario())
     assert framed(service) == len(messages) == service.ingest(C.MESSAGES_HANDED_OFF)
@@ -100,10 +106,7 @@ def test_a_20_s_worker_stall_loses_nothing_and_keeps_the_connection(nats_server,
             await async_wait_until(lambda: framed(service) >= len(messages), SETTLE_S, "every message read")
         finally:
             stop_workers(service, signal.SIGCONT)
-        await settle([service], len(messages))
-        await wait_sink(sink, service)
-        await nc.close()
-        return sink.signals
+        return await resume_and_collect(service, nc, sink, len(messages))
 
     live = asyncio.run(scenario())
     assert service.ingest(C.RECONNECTS) == 0  # a busy consumer is not a dead connection

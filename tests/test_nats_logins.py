@@ -67,29 +67,35 @@ async def round_trip(collector: Collector, url: str, n: int = 50, **login) -> No
         await pub.close()
 
 
-def run(coro) -> None:
-    asyncio.run(coro)
+def assert_login_works(config: str, login) -> None:
+    """A server with ``config``; ``login(server)`` gives the subscriber's login, and the URL and
+    nats-py options of a publisher: the subscriber connects and receives what is published."""
+    with EmbeddedNats(config=config) as server:
+        auth, publisher_url, publisher_login = login(server)
+
+        async def scenario() -> None:
+            async with Collector(auth) as c:
+                await c.wait_connected()
+                await round_trip(c, publisher_url, **publisher_login)
+
+        asyncio.run(scenario())
 
 
 # ----------------------------------------------------------------------------- logins
 def test_token_login():
-    with EmbeddedNats(config='authorization { token: "s3cr3t" }') as server:
-        async def scenario() -> None:
-            url = f"nats://s3cr3t@127.0.0.1:{server.port}"
-            async with Collector(NatsAuth.build(url)) as c:
-                await c.wait_connected()
-                await round_trip(c, url)
-        run(scenario())
+    def login(server):
+        url = f"nats://s3cr3t@127.0.0.1:{server.port}"
+        return NatsAuth.build(url), url, {}
+
+    assert_login_works('authorization { token: "s3cr3t" }', login)
 
 
 def test_user_password_with_percent_encoded_characters():
-    with EmbeddedNats(config='authorization { user: "ops@desk", password: "p@ss:w/rd" }') as server:
-        async def scenario() -> None:
-            url = f"nats://ops%40desk:p%40ss%3Aw%2Frd@127.0.0.1:{server.port}"
-            async with Collector(NatsAuth.build(url)) as c:
-                await c.wait_connected()
-                await round_trip(c, f"nats://127.0.0.1:{server.port}", user="ops@desk", password="p@ss:w/rd")
-        run(scenario())
+    def login(server):
+        return (NatsAuth.build(f"nats://ops%40desk:p%40ss%3Aw%2Frd@127.0.0.1:{server.port}"), server.url,
+                {"user": "ops@desk", "password": "p@ss:w/rd"})
+
+    assert_login_works('authorization { user: "ops@desk", password: "p@ss:w/rd" }', login)
 
 
 def _nkey_user() -> tuple[bytes, str]:
@@ -103,12 +109,8 @@ def test_nkey_seed_file_signs_the_servers_nonce(tmp_path):
     seed, public = _nkey_user()
     seed_file = tmp_path / "user.nk"
     seed_file.write_bytes(seed + b"\n")
-    with EmbeddedNats(config=f'authorization {{ users: [ {{ nkey: "{public}" }} ] }}') as server:
-        async def scenario() -> None:
-            async with Collector(NatsAuth.build(server.url, nkey_seed_file=seed_file)) as c:
-                await c.wait_connected()
-                await round_trip(c, server.url, nkeys_seed=str(seed_file))
-        run(scenario())
+    assert_login_works(f'authorization {{ users: [ {{ nkey: "{public}" }} ] }}', lambda server: (
+        NatsAuth.build(server.url, nkey_seed_file=seed_file), server.url, {"nkeys_seed": str(seed_file)}))
 
 
 def test_creds_file_sends_the_jwt_and_the_nonce_signature(tmp_path):
@@ -121,12 +123,8 @@ def test_creds_file_sends_the_jwt_and_the_nonce_signature(tmp_path):
                      f"-----BEGIN USER NKEY SEED-----\n{seed.decode()}\n------END USER NKEY SEED------\n")
     auth = NatsAuth.build("nats://127.0.0.1:1", creds=creds)
     assert auth.user_jwt.startswith("eyJ0eXAi") and auth.nkey_seed == seed
-    with EmbeddedNats(config=f'authorization {{ users: [ {{ nkey: "{public}" }} ] }}') as server:
-        async def scenario() -> None:
-            async with Collector(NatsAuth.build(server.url, creds=creds)) as c:
-                await c.wait_connected()
-                await round_trip(c, server.url, nkeys_seed_str=seed.decode())
-        run(scenario())
+    assert_login_works(f'authorization {{ users: [ {{ nkey: "{public}" }} ] }}', lambda server: (
+        NatsAuth.build(server.url, creds=creds), server.url, {"nkeys_seed_str": seed.decode()}))
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +152,7 @@ def test_tls_with_a_private_ca_by_url_scheme_or_because_the_server_requires_it(t
                 await c.wait_connected()
                 await round_trip(c, f"tls://127.0.0.1:{server.port}",
                                  tls=auth.ssl_context())
-        run(scenario())
+        asyncio.run(scenario())
 
 
 def test_a_tls_server_without_its_ca_is_refused_with_a_hint_and_backs_off(tls_files, caplog):
@@ -164,7 +162,7 @@ def test_a_tls_server_without_its_ca_is_refused_with_a_hint_and_backs_off(tls_fi
                 await asyncio.sleep(3.0)  # the observation window: how often it retries in 3 s
                 assert not c.sub.connected.is_set()
         with caplog.at_level(logging.WARNING, logger="rtsig.natsproto"):
-            run(scenario())
+            asyncio.run(scenario())
     refused = [r.getMessage() for r in caplog.records if "refused the login" in r.getMessage()]
     assert len(refused) == 1, refused  # one line, not one per attempt
     assert "TLS handshake failed" in refused[0] and "NATS_TLS_CA" in refused[0]

@@ -14,15 +14,12 @@ import asyncio
 import collections
 import json
 
-import pytest
 
 from rtsig import counters as C
 from rtsig.decode import shard_of
-from rtsig.natsbin import free_port
 from tests.live_helpers import (
     PACE,
     SETTLE_S,
-    JetStreamServer,
     SignalSink,
     async_wait_until,
     connect,
@@ -103,15 +100,6 @@ def test_three_symbol_shards_publish_exactly_the_unsharded_signals(nats_server, 
     assert len({s["signal_id"] for s in live}) == len(live)
     for shard in shards:
         assert shard.terminate()[0] == 0
-
-
-@pytest.fixture
-def jetstream(tmp_path):
-    server = JetStreamServer(free_port(), tmp_path / "js").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_two_shards_in_jetstream_mode_each_with_its_durable_consumer_equal_the_offline_run(

@@ -34,7 +34,7 @@ import orjson
 from rtsig.logs import RateLimiter
 from rtsig.natsauth import NatsAuth, Server
 from rtsig.natsframe import (
-    CTL_ERR, CTL_INFO, CTL_NONE, CTL_OK, CTL_PING, CTL_PONG, CTL_STATUS, CTL_UNKNOWN, Backlog,
+    CTL_ERR, CTL_INFO, CTL_NONE, CTL_PING, CTL_PONG, CTL_STATUS, CTL_UNKNOWN, Backlog,
 )
 
 log = logging.getLogger(__name__)

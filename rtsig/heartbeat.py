@@ -51,7 +51,7 @@ class Heartbeat:
             "signals_per_minute": round((signals - self._last_signals) / elapsed * 60, 2),
             "uptime_seconds": round(now - self.started, 1),
             "strategies": strategies,
-            "ignored": int(sum(total[C.IGNORED_BASE + k] for k in range(1, 6))),
+            "ignored": int(sum(total[C.IGNORED_BASE + k] for k in codes.IGNORED_NAMES)),
             "filtered": int(total[C.FILTERED]),
             "overruns": int(total[C.OVERRUNS]),
             "event_ring_full": int(total[C.EVENT_RING_FULL]),

@@ -15,7 +15,9 @@ import time
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from rtsig import codes
 from rtsig import counters as C
+from rtsig.registry import REALTIME_IDS
 from tests.decode_helpers import depth_msg
 from tests.live_helpers import N_WORKERS, Service, connect, cooldown_env, feed, publish_all, settle, wait_until
 from tests.reference import depth_metrics as reference_depth
@@ -139,7 +141,8 @@ def test_metrics_carry_the_ingest_and_every_worker_and_move_under_load(nats_serv
     processed = total(after, "realtime_strategies_messages_processed_total")
     assert processed == service.ingest(C.MESSAGES_RECEIVED) - service.ingest(C.FILTERED) > 0
     generated = total(after, "realtime_strategies_signals_generated_total")
-    per_worker = [sum(service.worker(k, C.SIGNALS_BASE + i) for i in range(6)) for k in range(N_WORKERS)]
+    per_worker = [sum(service.worker(k, C.signal_counter(n, action)) for n in range(len(REALTIME_IDS))
+                      for action in codes.ACTION_NAMES) for k in range(N_WORKERS)]
     assert generated == sum(per_worker) > 0 and all(n > 0 for n in per_worker), per_worker
     assert total(after, "realtime_strategies_evaluations_total") > 0
     assert after[("realtime_strategies_processing_latency_seconds_count", ())] == \

@@ -76,7 +76,7 @@ def ofi_record(state, history, best_bid, bid_qty, best_ask, ask_qty, t_ms):
         if best_ask >= prev_ask:
             e += state[OFI_PREV_ASK_QTY]
         n = int(state[OFI_COUNT])
-        row = history[n % history.shape[0]]
+        row = history[n & (history.shape[0] - 1)]
         row[OFI_TIME] = float(t_ms)
         row[OFI_CONTRIBUTION] = e
         row[OFI_DEPTH] = (bid_qty + ask_qty) / 2.0
@@ -104,15 +104,18 @@ def order_flow_imbalance(state, history, t_ms, best_bid, best_ask, params, out):
     ofi = 0.0
     depth_sum = 0.0
     earliest_ms = float(t_ms)
+    mask = capacity - 1  # a power of two (layout.OFI_HISTORY): no division per entry
+    t_now = float(t_ms)
     for k in range(count - n, count):  # oldest first: sums in the reference's order
-        row = history[k % capacity]
-        if t_ms - row[OFI_TIME] > window_ms:
+        j = k & mask
+        t_row = history[j, OFI_TIME]
+        if t_now - t_row > window_ms:
             continue
         updates += 1
-        ofi += row[OFI_CONTRIBUTION]
-        depth_sum += row[OFI_DEPTH]
-        if row[OFI_TIME] < earliest_ms:
-            earliest_ms = row[OFI_TIME]
+        ofi += history[j, OFI_CONTRIBUTION]
+        depth_sum += history[j, OFI_DEPTH]
+        if t_row < earliest_ms:
+            earliest_ms = t_row
     if updates < int(params[MIN_UPDATES]) or depth_sum <= 0.0:
         return ACTION_NONE
     mean_depth = depth_sum / updates

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rtsig.registry import STRATEGIES
+
 RTSIG = str(Path(sys.executable).with_name("rtsig"))
 CAPTURES = sorted(glob.glob(str(Path(__file__).resolve().parents[2] / "shared/data/real/*.txt")))
 
@@ -68,7 +70,7 @@ def test_config_prints_every_strategy_parameter_with_its_source(tmp_path):
     skew = config["strategies"]["orderbook_skew"]["parameters"]["buy_threshold"]
     assert skew == {"value": 1.5, "source": "env", "env": "ORDERBOOK_SKEW_BUY_THRESHOLD"}
     assert config["strategies"]["btc_dominance"]["enabled"] is True
-    assert len(config["strategies"]) == 6
+    assert len(config["strategies"]) == len(STRATEGIES)
 
 
 def test_config_shows_stored_values_and_which_store_and_level_holds_them(tmp_path):

@@ -35,7 +35,7 @@ RECONNECTS = 70
 BACKPRESSURE_WAITS = 71  # the ingest waited for a worker to catch up
 # gauges (the owning process overwrites them)
 NATS_CONNECTED = 72  # 1 while connected
-CIRCUIT_STATE = 73  # 0 closed (connected), 1 open (down), 2 half-open (reconnecting)
+CIRCUIT_STATE = 73  # NATS connection state (no circuit breaker): 0 connected, 1 down, 2 connecting
 SUBSCRIBED = 74
 CONSUMER_LAG_NS = 75  # receipt → judged, of the newest event a worker handled
 ALIVE_NS = 76  # wall clock of the process's last loop turn

@@ -4,9 +4,14 @@ These are the nats-py connections of the workers (publishing), the web and the t
 ingest has its own subscriber (:mod:`rtsig.natsproto`). Both log in the same way
 (:class:`rtsig.natsauth.NatsAuth`).
 
-The connection state is exported as gauges in the process's counter row (``NATS_CONNECTED``,
-``CIRCUIT_STATE``: 0 closed/connected, 1 open/down, 2 half-open/connecting) so that ``/ready``,
-``/metrics`` and the heartbeat can show it.
+The connection state is exported as gauges in the process's counter row so that ``/ready``,
+``/metrics`` and the heartbeat can show it: ``NATS_CONNECTED`` (1 while connected) and
+``CIRCUIT_STATE``, a three-valued state of the connection — 0 connected, 1 down (disconnected,
+or a connect attempt failed), 2 connecting (an attempt in progress). There is no circuit
+breaker: nothing is ever refused or short-circuited, the connection just retries (back-off on
+the first connect, nats-py's reconnect forever after). The gauge keeps its historical name,
+exported as ``realtime_strategies_circuit_breaker_state{name}`` (a contract name, docs/CONTRACT.md
+§6); the ingest's own subscriber sets only 0 and 1. The ``CIRCUIT_*`` constants below are its values.
 """
 
 from __future__ import annotations

@@ -1,11 +1,17 @@
-"""``rtsig run``: create the store, compile once, start and watch the processes, stop cleanly.
+"""``rtsig run``: create the store, start and watch the processes, stop cleanly.
 
-The supervisor never loads Numba (it would keep ~70 MiB resident for nothing): its first child
-compiles every jitted function into the cache, or loads it, for the exact argument types the
-processes use, registers the configured symbols and exits (:mod:`rtsig.warmup`). Only then are
-the ingest and the workers *forked*; they import their jitted modules after the fork and load
-machine code from the cache, so no two processes compile at once (numba issue 4807: that can
-crash). The supervisor itself never starts an event loop or a thread, so forking is safe.
+The supervisor creates the shared-memory store (and is the only process that unlinks it) and
+never loads Numba (a process that has loaded it keeps ~110-170 MiB resident for good). The
+processes that run jitted code — the ingest and the workers — are started through a *zygote*
+(:mod:`rtsig.zygote`): a short-lived child that loads the compiled kernels from the cache
+(compiling them once on a cold cache, :mod:`rtsig.warmup`), registers the configured symbols in
+the store on the first start, forks the ingest and the workers, reports their pids and exits.
+The supervisor is a child subreaper, so it adopts them and waits for, reaps and restarts them
+like its own children; a restart goes through a new zygote. No two processes compile at once
+(numba issue 4807: that can crash). The Gunicorn web server runs no jitted code and is forked
+from the supervisor directly. The supervisor itself never starts an event loop or a thread, so
+forking is safe. It also writes the heartbeat log line and samples the per-second pressure
+history for the web (:mod:`rtsig.pressure`). docs/ARCHITECTURE.md has the whole picture.
 
 Shutdown (SIGTERM/SIGINT): ``shutdown = 1`` stops the ingest's intake; once it has handed every
 received message to the workers, ``shutdown = 2`` lets the workers empty their rings, flush their

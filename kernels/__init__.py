@@ -15,7 +15,7 @@ submodules of the same name); reach a submodule with ``from kernels.orderbook_sk
 Signatures: ``orderbook_skew(levels, bid_count, ask_count, params, out) -> action``,
 ``trade_momentum(trades, position, params, out) -> action``,
 ``ticker_velocity(tickers, position, lowest_position, params, out) -> action | RESULT_OVERRUN``;
-the market-logic strategies (feeds of interfaces.md §2c):
+the market-logic strategies (feeds of docs/CONTRACT.md §2c):
 ``btc_dominance(samples, position, params, out) -> action | RESULT_NO_PRICE``,
 ``cross_exchange_spread(venue_table, t_ms, params, venue_names, out) -> action``,
 ``onchain_metrics(transfers, position, chain, params, out) -> action | RESULT_NO_PRICE``;

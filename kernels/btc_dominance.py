@@ -1,7 +1,7 @@
 """btc_dominance: rotation between Bitcoin and alt-coins from BTC's share of the market cap.
 
-The formula is strategies.md "btc_dominance", exactly; the samples are the dominance feed's
-(interfaces.md §2c), kept in the store's ``dominance`` ring by the ingest in arrival order.
+The formula is docs/STRATEGIES.md "btc_dominance", exactly; the samples are the dominance feed's
+(docs/CONTRACT.md §2c), kept in the store's ``dominance`` ring by the ingest in arrival order.
 
 Decisions beyond the spec (also in tests/reference.py):
 - "the newest earlier sample" is the newest by arrival among the samples before the current one

@@ -1,6 +1,6 @@
 """cross_exchange_spread: the gap between Binance spot and another venue's price of one symbol.
 
-The formula is strategies.md "cross_exchange_spread". The venue table
+The formula is docs/STRATEGIES.md "cross_exchange_spread". The venue table
 ``venue_quotes[symbol, venue, (bid, ask, ts)]`` holds each venue's newest quote as of the event
 being judged: the worker that owns the symbol updates it in event order (Binance spot from each
 spot book, Binance USD-M futures from each futures book the ingest mirrors as a quote, the other

@@ -1,7 +1,7 @@
 """onchain_metrics: whale transfers and net exchange flows of one chain (BTC or ETH).
 
-The formula is strategies.md "onchain_metrics", exactly; the transfers are the on-chain feed's
-(interfaces.md §2c). The ingest keeps a chain's transfers whose direction is ``to_exchange`` or
+The formula is docs/STRATEGIES.md "onchain_metrics", exactly; the transfers are the on-chain feed's
+(docs/CONTRACT.md §2c). The ingest keeps a chain's transfers whose direction is ``to_exchange`` or
 ``from_exchange`` in that chain's ring, in arrival order; ``other`` transfers are counted and
 trigger nothing, so they are not kept.
 

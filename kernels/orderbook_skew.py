@@ -1,6 +1,6 @@
 """orderbook_skew: bid/ask volume imbalance over the top levels of one depth snapshot.
 
-The formula is strategies.md "orderbook_skew", exactly. The kernel is a plain typed loop with no
+The formula is docs/STRATEGIES.md "orderbook_skew", exactly. The kernel is a plain typed loop with no
 validation: the decoder guarantees sorted, uncrossed sides with positive prices and non-negative
 quantities, and the registry guarantees parameters inside their ranges.
 

@@ -1,6 +1,6 @@
 """ticker_velocity: price velocity and acceleration over a window of 24 h ticker samples.
 
-The formula is strategies.md "ticker_velocity", exactly. The kernel reads one symbol's ticker
+The formula is docs/STRATEGIES.md "ticker_velocity", exactly. The kernel reads one symbol's ticker
 ring (TICKER_DTYPE, power-of-two capacity C; position p lives in slot ``p & (C - 1)``) and does no
 validation: the caller guarantees that positions ``lowest_position .. position`` are in the ring,
 that event times do not decrease with position, and that parameters are inside their ranges.

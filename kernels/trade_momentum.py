@@ -1,6 +1,6 @@
 """trade_momentum: weighted price move, trade size and order flow over a symbol's last trades.
 
-The formula is strategies.md "trade_momentum", exactly. The kernel reads one symbol's trade ring
+The formula is docs/STRATEGIES.md "trade_momentum", exactly. The kernel reads one symbol's trade ring
 (TRADE_DTYPE, power-of-two capacity C; position p lives in slot ``p & (C - 1)``) and does no
 validation: the caller guarantees that the positions the window needs are still in the ring and
 that parameters are inside their registry ranges.

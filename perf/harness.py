@@ -8,7 +8,7 @@ load generator (:mod:`perf.loadgen`) and the same traffic (:mod:`perf.traffic`):
   ``lost`` is what the system did not process (its own count against what was sent);
 * latency: a fixed rate; input published → output received, over the triggering messages;
 * CPU seconds per 1,000 messages and peak RSS (VmHWM, summed over the system's processes);
-* scale-out (interfaces.md §2b), in the same run on the same server: rtsig in JetStream mode
+* scale-out (docs/CONTRACT.md §2b), in the same run on the same server: rtsig in JetStream mode
   (``NATS_CONSUMER_STREAM``: the input captured by a stream, read through a durable pull
   consumer) beside core mode, throughput and latency; and 1, 2, 3 symbol shards
   (``RTSIG_SHARD=k/N``, one host, each shard reading the whole input) flat out.

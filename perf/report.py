@@ -186,7 +186,7 @@ def render(result: dict, files: dict[str, str], image_prefix: str) -> str:
 
 
 def scale_out(result: dict) -> list[str]:
-    """The JetStream mode beside core mode, and symbol shards on one host (interfaces.md §2b)."""
+    """The JetStream mode beside core mode, and symbol shards on one host (docs/CONTRACT.md §2b)."""
     systems = result["systems"]
     core, js = systems.get("rtsig"), systems.get("rtsig-jetstream")
     rows = result.get("shards") or []

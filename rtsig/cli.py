@@ -1,4 +1,4 @@
-"""The ``rtsig`` command: one sub-command per job (interfaces.md §1)."""
+"""The ``rtsig`` command: one sub-command per job (docs/CONTRACT.md §1)."""
 
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _source(where: str) -> dict:
-    """interfaces.md §1 names the sources default/env/store; a store also says which and where."""
+    """docs/CONTRACT.md §1 names the sources default/env/store; a store also says which and where."""
     if where in ("default", "environment"):
         return {"source": "env" if where == "environment" else "default"}
     return {"source": "store", "store": where}

@@ -67,7 +67,7 @@ CONFIDENCE_BOUNDS = (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 """Upper bounds of the per-strategy confidence histogram of published signals."""
 CONFIDENCE_WIDTH = len(CONFIDENCE_BOUNDS) + 3  # buckets, +Inf bucket, sum (micro-units), count
 CONFIDENCE_BASE = STRATEGY_LATENCY_BASE + len(REALTIME_IDS) * HISTOGRAM_WIDTH  # + number · width
-# Feeds of the market-logic strategies (interfaces.md §2c): index FEED_DOMINANCE/QUOTES/TRANSFERS.
+# Feeds of the market-logic strategies (docs/CONTRACT.md §2c): index FEED_DOMINANCE/QUOTES/TRANSFERS.
 FEED_MESSAGES_BASE = 320  # + feed: feed messages accepted (stored, and judged when they can be)
 FEED_ERRORS_BASE = 324  # + feed · N_FEED_REASONS + reason (rtsig.feeds.messages.REASON_*)
 N_FEED_REASONS = 12

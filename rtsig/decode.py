@@ -2,7 +2,7 @@
 
 :func:`decode_batch` walks each message once with the validating scanner of
 :mod:`rtsig.jsonscan` (:func:`_scan_envelope`), routes it by its stream name (:func:`_route`,
-interfaces.md §2), checks it with the one function of its kind (``_check_depth``,
+docs/CONTRACT.md §2), checks it with the one function of its kind (``_check_depth``,
 ``_check_trade`` …, each returning a named tuple of the values it read), cross-checks it against
 what the store already holds (§2a), writes it into its symbol's ring (``_write_*``; the single
 writer, see :mod:`rtsig.seqlock` for the ordering) and emits an *event* — symbol, kind, ring
@@ -28,7 +28,7 @@ Decisions beyond the spec (also in docs/DESIGN.md):
   A symbol's entry is (name, market): spot and futures never share books, trades or cool-downs.
 * A book is checked against its symbol's own newest trade (else ticker) price; trades and
   tickers name their symbol themselves and are the reference, never cross-checked.
-* Symbol shards (``RTSIG_SHARD=k/N``, interfaces.md §2b): a message whose stream names a symbol
+* Symbol shards (``RTSIG_SHARD=k/N``, docs/CONTRACT.md §2b): a message whose stream names a symbol
   with ``fnv1a_32(upper(symbol)) mod N != k`` is ``not_owned``. When ``stream`` precedes ``data``
   (as Binance and the socket client write it) the payload is skipped unparsed; otherwise the
   decision follows the scan. A message naming no symbol (control, errors) is decoded by every
@@ -119,7 +119,7 @@ _FALSE = np.frombuffer(b"false", dtype=np.uint8)
 _DEPTH_UPDATE = np.frombuffer(b'"depthUpdate"', dtype=np.uint8)
 
 MAX_PLAUSIBLE = 1e12
-"""Prices and quantities must lie below this (interfaces.md §2a, ``bad_number``)."""
+"""Prices and quantities must lie below this (docs/CONTRACT.md §2a, ``bad_number``)."""
 MAX_VOLUME = 1e18
 """24 h volumes are sums of quantities (SHIB trades ~1e13 a day): they get a wider bound."""
 
@@ -1208,7 +1208,7 @@ def _emit(event, msgid_row, buf, env, pos, receipt_ns, t_ms, sid, kind):
 
 Bounds = namedtuple("Bounds", ("max_clock_skew_ms", "reference_max_age_ms", "book_price_tolerance",
                                "symbol_idle_ns"))
-"""The plausibility bounds of interfaces.md §2a, read from the store header once per batch."""
+"""The plausibility bounds of docs/CONTRACT.md §2a, read from the store header once per batch."""
 StoreArrays = namedtuple("StoreArrays", ("header", "symbols", "symbol_names", "symbol_slots",
                                          "market", "book_meta", "book_levels", "trades", "tickers"))
 """The store regions the decoder reads and writes, packed once per batch inside the jitted code."""
@@ -1461,7 +1461,7 @@ class Decoder:
     """Packs messages into one buffer and decodes them in one jitted call.
 
     A Numba call costs microseconds of argument unboxing with the store's arrays, so messages
-    are decoded in batches (architecture.md, "Batch across the Python boundary"). When a ring
+    are decoded in batches (docs/DESIGN.md, "The hot path"). When a ring
     is as far ahead of its worker as it may be, :meth:`decode` stops there and keeps the rest
     of the batch (:attr:`blocked`): call it again once the workers have caught up.
     """

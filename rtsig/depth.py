@@ -1,4 +1,4 @@
-"""Market metrics of order-book snapshots (interfaces.md §4), for many books in one call.
+"""Market metrics of order-book snapshots (docs/CONTRACT.md §4), for many books in one call.
 
 Plain NumPy, no Numba: only the supervisor (the once-a-second pressure sample of every symbol)
 and the web processes (one book per ``/depth`` request, every book for ``/summary``) need these

@@ -1,4 +1,4 @@
-"""The heartbeat log line of interfaces.md §6, from the counters of every process."""
+"""The heartbeat log line of docs/CONTRACT.md §6, from the counters of every process."""
 
 from __future__ import annotations
 

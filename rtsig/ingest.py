@@ -68,7 +68,7 @@ class Ingest:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.parents = supervisor_and_zygote(store)
         self.feeds = FeedPath(store, settings, C.ROW_INGEST)
-        """The market-logic strategies' feeds (interfaces.md §2c): frames of their subjects are
+        """The market-logic strategies' feeds (docs/CONTRACT.md §2c): frames of their subjects are
         taken in their place among the market data (``_flush``)."""
         self.feed_sub: FastSubscriber | None = None
 
@@ -126,7 +126,7 @@ class Ingest:
             which = self.subject_table.classify(self.sub.buffer, self.sub.frame_meta(n))
         return np.where(which[:n] == 1, VENUE_FUTURES, 0).astype(np.uint8)
 
-    # ----- feeds of the market-logic strategies (interfaces.md §2c)
+    # ----- feeds of the market-logic strategies (docs/CONTRACT.md §2c)
     def _feed_frames(self, n: int, room: int) -> tuple[int, np.ndarray]:
         """How many of the next ``n`` frames are market data before the first feed frame (0:
         the first is a feed's), and every frame's subject index. A run of market frames leaves

@@ -39,7 +39,7 @@ BID, ASK = 0, 1
 PRICE, QTY = 0, 1
 
 # Market kinds: a symbol's entry is (name, venue), so spot and USD-M futures data of one name
-# have separate books, trades, tickers and cool-downs (interfaces.md §2a).
+# have separate books, trades, tickers and cool-downs (docs/CONTRACT.md §2a).
 VENUE_UNKNOWN, VENUE_SPOT, VENUE_FUTURES = 0, 1, 2
 
 HEADER_DTYPE = np.dtype([
@@ -60,7 +60,7 @@ HEADER_DTYPE = np.dtype([
     ("symbol_count", "i4"),  # written by the ingest only, after the symbol's row is complete
     ("config_epoch", "i8"),  # bumped by whoever changes strategy configuration
     ("shutdown", "i8"),  # set by the supervisor: stop taking messages
-    # the decoder's plausibility bounds (interfaces.md §2a), from the settings of the creator
+    # the decoder's plausibility bounds (docs/CONTRACT.md §2a), from the settings of the creator
     ("max_clock_skew_ms", "i8"),
     ("reference_max_age_ms", "i8"),
     ("book_price_tolerance", "f8"),  # a fraction (RTSIG_BOOK_PRICE_TOLERANCE_PERCENT / 100)
@@ -140,7 +140,7 @@ EVENT_DTYPE = np.dtype([
 """An event; its input ``message_id`` is in the parallel ``event_message_ids`` region
 (byte 0 the length, then up to MESSAGE_ID_BYTES bytes)."""
 
-# ----- feeds of the market-logic strategies (interfaces.md §2c; rtsig.feeds)
+# ----- feeds of the market-logic strategies (docs/CONTRACT.md §2c; rtsig.feeds)
 FEED_DOMINANCE, FEED_QUOTES, FEED_TRANSFERS = 0, 1, 2
 FEED_NAMES = ("dominance", "quotes", "onchain")
 """The three feeds, in the order of ``Settings.feed_subjects`` and of the feed counters."""

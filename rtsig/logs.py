@@ -1,6 +1,6 @@
 """Logging: one JSON object per line (``LOG_FORMAT=json``) or plain text, and rate limits.
 
-Bad input is logged at most once per reason per minute (interfaces.md §2): :class:`RateLimiter`
+Bad input is logged at most once per reason per minute (docs/CONTRACT.md §2): :class:`RateLimiter`
 decides, the caller logs.
 """
 

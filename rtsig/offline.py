@@ -4,7 +4,7 @@ Decoder → store → kernels → signal builder, batch by batch. The decoder ne
 entry that has not been judged (it stops, the batch's events are judged, it goes on), so an
 offline run never overruns.
 
-Feed messages (``{"subject", "data"}`` lines on a feed subject, interfaces.md §2c) are taken in
+Feed messages (``{"subject", "data"}`` lines on a feed subject, docs/CONTRACT.md §2c) are taken in
 the order they come, exactly as the live ingest takes feed frames: the market messages before
 them are decoded and judged first, then the feed message goes through
 :class:`rtsig.feeds.path.FeedPath` and its event is judged. USD-M futures books become quotes of

@@ -1,6 +1,6 @@
 """Effective strategy parameters per symbol, as the kernels' arrays and as signal metadata.
 
-Resolution order (interfaces.md §4): symbol override → global config (store) → environment
+Resolution order (docs/CONTRACT.md §4): symbol override → global config (store) → environment
 variable → default. The configuration stores supply the first two through a
 :class:`ConfigSource`; without one, parameters come from the environment and the defaults.
 """

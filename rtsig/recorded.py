@@ -6,7 +6,7 @@ blank lines are skipped; any other line is passed on as a message, so a malforme
 counted decoder error rather than a crash.
 
 A line may also be a message with its NATS subject, ``{"subject": "...", "data": <body>}``
-(interfaces.md §2c): that is how feed messages (dominance samples, venue quotes, on-chain
+(docs/CONTRACT.md §2c): that is how feed messages (dominance samples, venue quotes, on-chain
 transfers) are recorded beside the market data; :func:`with_subject` takes it apart.
 """
 

@@ -2,7 +2,7 @@
 
 Environment-variable names, validation, the numeric arrays the kernels read, the API schema and
 the docs are all derived from :data:`STRATEGIES`; nothing else lists parameters. The formulas
-that use them are in ``shared/spec/strategies.md``.
+that use them are in ``docs/STRATEGIES.md``.
 
 Kernels receive a strategy's parameters as one ``float64`` array in the order declared here
 (bools as 0/1, an unset optional value as NaN); :func:`param_index` gives kernels their
@@ -20,7 +20,7 @@ import numpy as np
 from rtsig.errors import SettingsError
 
 CONFIDENCE_CAP = 0.95
-"""The highest confidence any strategy reports (``cap`` in strategies.md)."""
+"""The highest confidence any strategy reports (``cap`` in docs/STRATEGIES.md)."""
 
 ParamValue = int | float | bool | None
 
@@ -407,7 +407,7 @@ STRATEGIES: dict[str, Strategy] = {
 REALTIME_IDS: tuple[str, ...] = tuple(STRATEGIES)
 """Every strategy the workers judge, in kernel order: the index of a strategy in this tuple is its
 id number (signal counters, cool-down table, parameter rows). Since the market-logic strategies
-got their data paths (interfaces.md §2c) this is all six: the three realtime ones first, then
+got their data paths (docs/CONTRACT.md §2c) this is all six: the three realtime ones first, then
 btc_dominance, cross_exchange_spread, onchain_metrics (``Strategy.realtime`` still tells which
 run per Binance message), then the microstructure ones (issue 19): microprice,
 order_flow_imbalance, trade_flow_imbalance — appended, so the six older numbers are unchanged."""

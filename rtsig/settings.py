@@ -1,6 +1,6 @@
 """One settings object, built once from the environment and passed down.
 
-Every variable of interfaces.md §5 is read here and nowhere else. A bad value raises
+Every variable of docs/CONTRACT.md §5 is read here and nowhere else. A bad value raises
 :class:`~rtsig.errors.SettingsError`, whose message is the one line start-up prints.
 """
 
@@ -96,11 +96,11 @@ class Settings:
     risk_take_profit_pct: float = 0.015
     signal_subject_per_strategy: bool = False
     nats_futures_topic: str | None = None
-    """Input subject carrying USD-M futures data (interfaces.md §2a); unset: the shape decides."""
+    """Input subject carrying USD-M futures data (docs/CONTRACT.md §2a); unset: the shape decides."""
     market_dominance_subject: str = "market.global.dominance"
     market_quotes_subject: str = "market.quotes"
     onchain_transfers_subject: str = "onchain.transfers"
-    """Feeds of the market-logic strategies (interfaces.md §2c), read beside the market data."""
+    """Feeds of the market-logic strategies (docs/CONTRACT.md §2c), read beside the market data."""
     signal_markets: tuple[str, ...] = ("spot",)
     """Markets whose data may produce published signals (``spot``, ``usdm``)."""
     reference_max_age_seconds: float = 60.0
@@ -242,7 +242,7 @@ class Settings:
 
     @property
     def feed_subjects(self) -> tuple[str, str, str]:
-        """Subjects of the dominance, quotes and on-chain feeds (interfaces.md §2c), in that order."""
+        """Subjects of the dominance, quotes and on-chain feeds (docs/CONTRACT.md §2c), in that order."""
         return (self.market_dominance_subject, self.market_quotes_subject,
                 self.onchain_transfers_subject)
 

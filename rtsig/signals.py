@@ -1,4 +1,4 @@
-"""The signal builder: kernel candidates → the signal objects of interfaces.md §3.
+"""The signal builder: kernel candidates → the signal objects of docs/CONTRACT.md §3.
 
 Applies, in order, the market filter (``SIGNAL_MARKETS``), the global confidence floor (``MIN_CONFIDENCE``) and the strategy's event-time
 cool-down (``min_signal_interval``; a suppressed candidate does not restart it), then fills every

@@ -3,7 +3,7 @@
 * ``EXAMPLES``: every literal message of ``reference/binance-formats.md`` (the partial books,
   which the document elides with "…", are completed to 20 levels from their literal first level),
   with the stream it arrives on and the outcome the spec gives it.
-* ``combined`` / ``envelope``: the two accepted wrappers (interfaces.md §2).
+* ``combined`` / ``envelope``: the two accepted wrappers (docs/CONTRACT.md §2).
 * ``read_capture``: the real cryptofeed captures, ``<receipt time>: <combined-stream JSON>`` lines.
 * ``Harness``: a small in-memory store plus a :class:`~rtsig.decode.Decoder`, with the stored data
   read back by symbol *name* (``symbol_state``) so two stores can be compared.

@@ -1,5 +1,5 @@
 """Mixed streams for the market-logic strategies: Binance market data with the three feeds of
-interfaces.md §2c interleaved (dominance samples, venue quotes, on-chain transfers), as the live
+docs/CONTRACT.md §2c interleaved (dominance samples, venue quotes, on-chain transfers), as the live
 service receives them (one subject each) and as ``rtsig signals`` reads them (``{"subject",
 "data"}`` lines)."""
 

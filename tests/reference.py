@@ -1,4 +1,4 @@
-"""Slow, obvious reference implementations of the kernels, written from strategies.md.
+"""Slow, obvious reference implementations of the kernels, written from docs/STRATEGIES.md.
 
 Plain lists, tuples and dicts; nothing from ``kernels/``. Each strategy returns None (no signal)
 or ``(action, confidence, price, current_price, indicators, metadata)`` with the indicators and
@@ -203,7 +203,7 @@ def depth_metrics(bids, asks):
     return m
 
 
-# --- market-logic strategies (strategies.md "Market-logic strategies") ---------------------------
+# --- market-logic strategies (docs/STRATEGIES.md "Market-logic strategies") ---------------------------
 
 NO_PRICE = "no_price"
 """A market-logic signal whose symbol has no Binance price: dropped (``no_price``)."""

@@ -23,7 +23,7 @@ from tests.live_helpers import (N_WORKERS, SETTLE_S, Service, SignalSink, async_
 
 SYMBOL = "BTCUSDT"
 PROPAGATION_S = 1.0
-"""The contract (interfaces.md §4): a change takes effect in every worker within 1 s."""
+"""The contract (docs/CONTRACT.md §4): a change takes effect in every worker within 1 s."""
 
 
 def skewed_book(ratio: float, update_id: int) -> bytes:

@@ -3,7 +3,7 @@
 Every test except the Hypothesis one runs unchanged on the three stores through the
 ``store_settings`` fixture: the store only persists and compares versions, so create/merge,
 layering, validation, optimistic concurrency, delete/re-create, rollback, audit, persistence
-and caching must behave identically whichever store holds the data (interfaces.md §4).
+and caching must behave identically whichever store holds the data (docs/CONTRACT.md §4).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The decoder, fed bytes: literal Binance examples, the real captures, every bad-input reason of
-interfaces.md §2, the tolerances, and the ring positions it writes.
+docs/CONTRACT.md §2, the tolerances, and the ring positions it writes.
 
 Expected values are computed here from the message text with ``json`` and ``float(str)``, never
 from the decoder's own helpers.
@@ -41,7 +41,7 @@ from tests.decode_helpers import (
 )
 
 EVENT_KINDS = {"depth", "trade", "aggTrade", "ticker"}
-"""Kinds a strategy evaluates: these produce an event (interfaces.md §2 'routed to')."""
+"""Kinds a strategy evaluates: these produce an event (docs/CONTRACT.md §2 'routed to')."""
 VENUE = {"spot": 1, "futures": 2}  # layout.VENUE_SPOT / VENUE_FUTURES
 WRAPPERS = {"combined": combined, "envelope": envelope}
 
@@ -333,7 +333,7 @@ BAD_CASES = [
     ("crossed_book", "book_ticker", book_ticker_msg("BTCUSDT", bid="101", ask="100"), {}),
     ("empty_side", "no_bids", depth_msg("BTCUSDT", [], [["50001", "1"]]), {}),
     ("empty_side", "no_asks", depth_msg("BTCUSDT", [["49999", "1"]], []), {}),
-    # interfaces.md §2a: the producer's faults
+    # docs/CONTRACT.md §2a: the producer's faults
     ("diff_as_snapshot", "asks_all_zero", depth_msg("BTCUSDT", [["49999", "1"]],
                                                     [["50001", "0"], ["50002", "0.000"]]), {}),
     ("diff_as_snapshot", "one_zero_level", depth_msg("BTCUSDT", [["49999", "1"], ["49998", "0"]],
@@ -539,7 +539,7 @@ def test_levels_beyond_20_ignored_even_when_malformed():
 
 
 def test_zero_quantity_level_marks_a_diff_not_a_snapshot():
-    """A partial book never carries a zero quantity; a diff's deletion does (interfaces.md §2a).
+    """A partial book never carries a zero quantity; a diff's deletion does (docs/CONTRACT.md §2a).
     Each spelling of zero is recognised."""
     for zero in ("0.00000000", "0.000", "0"):
         bids = [["100.5", "1"], ["100.4", zero], ["100.1", "2"]]

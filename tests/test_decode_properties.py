@@ -128,7 +128,7 @@ def check_named_and_json_rules(message: bytes, status: str) -> None:
     elif err is not None:
         # orjson rejects numbers overflowing a double and unpaired surrogate escapes, both
         # valid RFC 8259 grammar: the decoder reads the JSON (an overflowing price is a
-        # bad_number, as interfaces.md §2 says); test_lone_surrogate_* covers the other.
+        # bad_number, as docs/CONTRACT.md §2 says); test_lone_surrogate_* covers the other.
         assert known_orjson_divergence(err), (message, err)
     elif not has_empty_level(message):  # a known bug: test_decode.py::test_empty_level_*
         assert status != "not_json", message

@@ -1,4 +1,4 @@
-"""The deployment files agree with the code (interfaces.md §7).
+"""The deployment files agree with the code (docs/CONTRACT.md §7).
 
 Nothing here builds an image or starts a container (tests/test_docker_stack.py does, in
 `make test`); the files are parsed and checked against what the code actually does:
@@ -120,7 +120,7 @@ def assert_settings(env: Mapping[str, str], where: str) -> Settings:
 
 
 def test_recorded_setting_names_cover_the_registry_and_section_5():
-    """The recorder sees what the registry derives and every name of interfaces.md §5."""
+    """The recorder sees what the registry derives and every name of docs/CONTRACT.md §5."""
     read = names_read()
     for sid, st in STRATEGIES.items():
         assert st.enabled_env_name in read

@@ -1,4 +1,4 @@
-"""The image and the compose stack, for real (interfaces.md section 7).
+"""The image and the compose stack, for real (docs/CONTRACT.md §7).
 
 Builds the base images (pulled, or stand-ins from Debian packages: deploy/local-images.sh), the
 service image (`make image`), starts the compose stack with the compose the host has (Debian's

@@ -1,5 +1,5 @@
 """The market-logic strategies live: `rtsig run` over a real nats-server, fed a mixed stream of
-Binance market data and the three feeds of interfaces.md §2c, publishes exactly the signals
+Binance market data and the three feeds of docs/CONTRACT.md §2c, publishes exactly the signals
 `rtsig signals` makes offline from the same stream; bad feed messages are counted by reason."""
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ def test_zero_sell_threshold_never_sells():
     assert skew([(100.0, 0.0)], [(100.02, 1.0)], sell_threshold=0.0, min_total_volume=0) is None
 
 
-# Every parameter the kernel reads changes the outcome (strategies.md: none is decorative).
+# Every parameter the kernel reads changes the outcome (docs/STRATEGIES.md: none is decorative).
 # (parameter, value A, value B, bids, asks, other overrides)
 _SKEWED = ([(100.0, 3.0), (99.99, 1.0)], [(100.02, 1.0), (100.03, 3.0)])
 PARAMETER_CASES = {

@@ -1,4 +1,4 @@
-"""The socket client's faults (interfaces.md §2a), fed as the client publishes them.
+"""The socket client's faults (docs/CONTRACT.md §2a), fed as the client publishes them.
 
 Every feed here is built the way the ecosystem's socket client builds its messages
 (:mod:`tests.socket_client`: stream named from the payload, its envelope with and without a

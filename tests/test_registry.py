@@ -1,4 +1,4 @@
-"""The parameter registry against strategies.md.
+"""The parameter registry against docs/STRATEGIES.md.
 
 The expected tables below are copied from the spec's text by hand — names, defaults and ranges —
 and never derived from ``rtsig.registry``; the registry must match them exactly.
@@ -376,5 +376,5 @@ def test_market_logic_strategies_not_realtime_but_enabled(sid):
     st = STRATEGIES[sid]
     realtime = sid in REALTIME_TABLES
     assert st.realtime is realtime
-    assert st.enabled_by_default  # idle without feed data (strategies.md, market-logic)
+    assert st.enabled_by_default  # idle without feed data (docs/STRATEGIES.md, market-logic)
     assert st.name and st.description

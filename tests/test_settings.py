@@ -1,4 +1,4 @@
-"""Settings from the environment (interfaces.md §5): defaults, every variable read, every bad value.
+"""Settings from the environment (docs/CONTRACT.md §5): defaults, every variable read, every bad value.
 
 The expected defaults and variable names are written here from the spec text, not taken from
 ``rtsig.settings``; a bad value must raise :class:`SettingsError` whose ``str()`` is the one line
@@ -29,7 +29,7 @@ MICROSTRUCTURE = ("microprice", "order_flow_imbalance", "trade_flow_imbalance") 
 # ----------------------------------------------------------------------------- defaults
 
 SPEC_DEFAULTS = {
-    # interfaces.md §5, the value in parentheses after each name
+    # docs/CONTRACT.md §5, the value in parentheses after each name
     "nats_url": "nats://localhost:4222",
     "nats_consumer_topic": "binance.websocket.data",
     "nats_publisher_topic": "signals.trading",
@@ -116,7 +116,7 @@ SECTION_5_VARIABLES = frozenset({
     "RTSIG_MAX_SYMBOLS", "RTSIG_DATA_DIR", "RTSIG_API_TOKEN", "MIN_CONFIDENCE", "SIGNAL_SOURCE",
     "SIGNAL_QUANTITY", "RISK_STOP_LOSS_PCT", "RISK_TAKE_PROFIT_PCT", "SIGNAL_SUBJECT_PER_STRATEGY",
     "LOG_LEVEL", "LOG_FORMAT"})
-"""Every fixed variable name of interfaces.md §5 (the per-strategy ones come from the registry)."""
+"""Every fixed variable name of docs/CONTRACT.md §5 (the per-strategy ones come from the registry)."""
 
 # variable -> (a valid non-default value, field, the value the field must then have)
 EVERY_VARIABLE = {
@@ -217,7 +217,7 @@ for _var, _field, _file in (("NATS_CREDS", "nats_creds", "creds"), ("NATS_NKEY_S
                             ("NATS_TLS_KEY", "nats_tls_key", "pem")):
     EVERY_VARIABLE[_var] = (str(NATS_FILES[_file]), _field, NATS_FILES[_file])
 
-# one non-default valid value per strategy parameter (strategies.md), as an env string
+# one non-default valid value per strategy parameter (docs/STRATEGIES.md), as an env string
 PARAM_VALUES = {
     "orderbook_skew": {"top_levels": ("7", 7), "buy_threshold": ("1.5", 1.5),
                        "sell_threshold": ("0.5", 0.5), "min_spread_percent": ("0.2", 0.2),

@@ -1,4 +1,4 @@
-"""Symbol shards in the decoder and the offline runner (interfaces.md §2b).
+"""Symbol shards in the decoder and the offline runner (docs/CONTRACT.md §2b).
 
 * ``fnv1a_32`` (jitted) equals a slow, obvious Python FNV-1a on any bytes and on the published
   test vectors; a symbol's shard is ``fnv1a_32(upper(symbol)) mod N``.

@@ -1,4 +1,4 @@
-"""Symbol shards live (interfaces.md §2b): sharded ``rtsig run`` instances on one real NATS server.
+"""Symbol shards live (docs/CONTRACT.md §2b): sharded ``rtsig run`` instances on one real NATS server.
 
 * Three instances with ``RTSIG_SHARD=0/3, 1/3, 2/3`` on the same subjects publish, together,
   exactly the signals of one unsharded offline run of the same feed: none missing, none doubled

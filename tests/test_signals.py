@@ -1,4 +1,4 @@
-"""The signal builder: floor, cool-down, strength, risk levels and every field of interfaces.md §3."""
+"""The signal builder: floor, cool-down, strength, risk levels and every field of docs/CONTRACT.md §3."""
 
 from __future__ import annotations
 

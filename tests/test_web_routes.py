@@ -1,4 +1,4 @@
-"""Every route of the operator API (interfaces.md §4) through ``falcon.testing``, no server.
+"""Every route of the operator API (docs/CONTRACT.md §4) through ``falcon.testing``, no server.
 
 The app runs over real components: an in-memory store that books reach through the real
 decoder, the real depth metrics (rtsig/depth.py), the real pressure sampler and a real SQLite config
@@ -67,7 +67,7 @@ def iso_ms(epoch_s: float) -> str:
 
 def expected_depth(symbol: str, bids: list[Level], asks: list[Level], received_s: float,
                    now_s: float) -> dict:
-    """Every field of ``GET /metrics/depth/{symbol}`` from interfaces.md §4, by hand."""
+    """Every field of ``GET /metrics/depth/{symbol}`` from docs/CONTRACT.md §4, by hand."""
     bid_volume = sum(q for _, q in bids)
     ask_volume = sum(q for _, q in asks)
     total = bid_volume + ask_volume
@@ -1123,7 +1123,7 @@ def test_ready_reports_a_degraded_config_store_without_failing(store_down_app: W
 
 
 # ============================================================================ /metrics
-SPEC_METRICS = {  # interfaces.md §6: name → (type, label names)
+SPEC_METRICS = {  # docs/CONTRACT.md §6: name → (type, label names)
     "realtime_strategies_messages_processed_total": ("counter", {"type"}),
     "realtime_strategies_messages_errors_total": ("counter", {"reason"}),
     "realtime_strategies_messages_ignored_total": ("counter", {"kind"}),
@@ -1300,7 +1300,7 @@ def test_openapi_lists_every_route_with_every_documented_status(web_app: WebApp)
             if route.mutating:
                 assert {"bearer": []} in op["security"]
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    for route in ROUTES:  # every status interfaces.md §4 gives a change
+    for route in ROUTES:  # every status docs/CONTRACT.md §4 gives a change
         if route.mutating and route.operation_id != "refreshCache":
             for path, _ in documented(route):
                 assert {"400", "401", "403", "404", "409", "422", "429", "503"} <= \

@@ -6,7 +6,7 @@
   their config stores at teardown.
 * :func:`put_book`: a book gets into the store the way production does it — a depth message
   decoded by the real :class:`~rtsig.decode.Decoder`.
-* :func:`check_envelope`: the envelope of interfaces.md §4, asserted on every
+* :func:`check_envelope`: the envelope of docs/CONTRACT.md §4, asserted on every
   ``/api/v1/strategies`` response a :class:`WebApp` request helper returns; :func:`check_bare`:
   the seed's bare objects of the market routes.
 """
@@ -43,7 +43,7 @@ API = "/api/v1"
 MARKET = "/api/v1/metrics"
 """The market routes answer the seed's bare shapes, not the envelope."""
 STRATEGY_IDS = tuple(STRATEGIES)
-"""The six strategy ids of interfaces.md §4, in registry order."""
+"""The six strategy ids of docs/CONTRACT.md §4, in registry order."""
 
 Level = tuple[float, float]
 _update_ids = itertools.count(1)

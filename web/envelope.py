@@ -1,7 +1,7 @@
 """The response envelope of every ``/api/v1`` route and the mapping of errors to HTTP statuses.
 
 ``{"success": bool, "data": …, "error": {"code", "message", "details"} | null, "metadata": {…} | null}``
-(interfaces.md §4). Handlers return data or raise; nothing else writes a response body.
+(docs/CONTRACT.md §4). Handlers return data or raise; nothing else writes a response body.
 """
 
 from __future__ import annotations

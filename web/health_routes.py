@@ -45,7 +45,7 @@ def checks(deps: WebDeps) -> dict[str, T.Check]:
         if failed:
             detail += f"; not alive: {list(failed)} ({'; '.join(f'worker {k}: {w}' for k, w in failed.items())})"
         out["workers"] = T.Check(not failed, detail)
-        # the market-logic feeds (interfaces.md §2c): their ages, information only
+        # the market-logic feeds (docs/CONTRACT.md §2c): their ages, information only
         for name, status in feed_status(ingest, now_ns).items():
             out[f"feed_{name}"] = T.Check(True, describe(status))
     health = deps.config.health(refresh=False)  # never waits on the store

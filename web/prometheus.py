@@ -2,7 +2,7 @@
 
 Each process counts into its own row of the shared ``counters`` region (no locks, no
 multiprocess files); this collector adds the rows up at scrape time and reports gauges from the
-rows they belong to. Names are those of interfaces.md §6.
+rows they belong to. Names are those of docs/CONTRACT.md §6.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rtsig.store import Store, owner_alive
 
 PREFIX = "realtime_strategies_"
 SEED_PREFIX = "realtime_"
-"""The seed's dashboard names (interfaces.md §6), exported beside rtsig's own."""
+"""The seed's dashboard names (docs/CONTRACT.md §6), exported beside rtsig's own."""
 
 
 def not_running(row: np.ndarray, now_ns: int, since_ns: int = 0) -> str | None:
@@ -191,7 +191,7 @@ class CountersCollector:
                     "Config store as the workers read it: 0 primary, 1 fallback, 2 last known, 3 defaults.",
                     float(max(states, default=0)))
         yield from self._seed_names(total, worker_rows, alive)
-        yield from feed_metrics(rows, now_ns, PREFIX)  # the market-logic feeds (interfaces.md §2c)
+        yield from feed_metrics(rows, now_ns, PREFIX)  # the market-logic feeds (docs/CONTRACT.md §2c)
         started = int(self.store.header[0]["created_ns"])
         yield gauge("uptime_seconds", "Seconds since rtsig run started.",
                     max(0.0, (now_ns - started) / 1e9) if started else 0.0)

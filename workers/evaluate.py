@@ -6,7 +6,7 @@ symbol's parameter rows, and append a *candidate* (kernel output row + event ind
 action). Data overwritten since the event was written is counted as an overrun, never judged.
 The confidence floor and cool-down are applied afterwards by :mod:`rtsig.signals`.
 
-Market-logic strategies (interfaces.md §2c): a dominance sample or a transfer is judged on its
+Market-logic strategies (docs/CONTRACT.md §2c): a dominance sample or a transfer is judged on its
 feed ring; a venue quote first updates the symbol's ``venue_quotes`` row (this worker is its only
 writer, in event order), then cross_exchange_spread judges the row; a spot book does the same
 for venue ``binance`` after orderbook_skew — so one book event can give two candidates.

@@ -49,7 +49,7 @@ class StoredConfig:
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """One change, with the fields of interfaces.md §4 (``id`` is assigned by the store)."""
+    """One change, with the fields of docs/CONTRACT.md §4 (``id`` is assigned by the store)."""
 
     key: ConfigKey
     action: str

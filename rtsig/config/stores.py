@@ -5,7 +5,7 @@ Stores keep three collections/tables: ``strategy_configs_global`` (one row per s
 A store only persists and compares versions; validation, merging and resolution live in
 :mod:`rtsig.config.service`, so all three stores behave identically by construction.
 
-Which stores (interfaces.md §4): MongoDB when ``MONGODB_URI`` is set (primary) with MySQL as
+Which stores (docs/CONTRACT.md §4): MongoDB when ``MONGODB_URI`` is set (primary) with MySQL as
 its fallback when ``MYSQL_URI`` is set too; MySQL alone is primary; otherwise SQLite in
 ``RTSIG_DATA_DIR``.
 """

@@ -1,4 +1,4 @@
-"""The feeds of the market-logic strategies (interfaces.md §2c) and their adapters.
+"""The feeds of the market-logic strategies (docs/CONTRACT.md §2c) and their adapters.
 
 * :mod:`rtsig.feeds.messages` — one documented JSON body per feed, validated (bytes in, a record
   or a counted reason out; no I/O).

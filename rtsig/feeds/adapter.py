@@ -1,7 +1,7 @@
 """What the feed adapters share: settings, polling with back-off, counting, publishing to NATS.
 
 An adapter is a small process (``rtsig feed dominance|quotes|onchain``) that reads one public
-source and publishes the bodies of interfaces.md §2c on the feed's subject. A source that is
+source and publishes the bodies of docs/CONTRACT.md §2c on the feed's subject. A source that is
 down, slow, rate-limiting or answering garbage never stops it: each failure is counted by reason
 (:class:`AdapterStats`, logged once a minute per reason) and the adapter backs off — exponentially
 from ``BACKOFF_FIRST_S`` up to ``BACKOFF_MAX_S`` after errors, and for a 429/418 answer for the

@@ -1,4 +1,4 @@
-"""Feed message bodies (interfaces.md §2c): validated into records, bad ones counted by reason.
+"""Feed message bodies (docs/CONTRACT.md §2c): validated into records, bad ones counted by reason.
 
 Feed messages are rare (a dominance sample a minute, a few quotes a second, tens of transfers a
 second at most), so they are parsed in Python with orjson — no jitted path needed. Bytes in, a
@@ -97,7 +97,7 @@ class Transfer:
 
 def parse(feed: int, body: bytes, receipt_ns: int, max_skew_ms: int):
     """The record of one feed body, or :class:`FeedError`. ``ts`` more than ``max_skew_ms``
-    ahead of ``receipt_ns`` is ``bad_time`` (as for market data, interfaces.md §2a)."""
+    ahead of ``receipt_ns`` is ``bad_time`` (as for market data, docs/CONTRACT.md §2a)."""
     if len(body) > MAX_FEED_BYTES:
         raise FeedError(REASON_OVERSIZED, f"{len(body)} bytes")
     try:

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 @njit(cache=True)
 def binance_price(market, trades, book_meta, book_levels, sid):
-    """The symbol's newest Binance price (strategies.md, market-logic): its newest trade's,
+    """The symbol's newest Binance price (docs/STRATEGIES.md, market-logic): its newest trade's,
     else the mid of its newest book, else its ticker's last price ``c``; NaN if none. Called by
     the store's single writer (the ingest, or the offline runner), so no seqlock is needed."""
     m = market[sid]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TARGETS_NOTE = "Targets from shared/spec/architecture.md; measured by `make perf` on the machine below."
+TARGETS_NOTE = "Targets of the product's design card (the bar column); measured by `make perf` on the machine below."
 
 
 def _plots(result: dict, results_dir: Path, stamp: str) -> dict[str, str]:

@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("feed", help="publish a market-logic feed from a public source",
-                       description="An adapter of interfaces.md §2c: read a public source and "
+                       description="An adapter of docs/CONTRACT.md §2c: read a public source and "
                                    "publish its bodies on the feed's subject (MARKET_DOMINANCE_SUBJECT, "
                                    "MARKET_QUOTES_SUBJECT, ONCHAIN_TRANSFERS_SUBJECT).")
     from rtsig.feeds.run import add_arguments as feed_arguments

@@ -43,7 +43,7 @@ API = "/api/v1"
 MARKET = "/api/v1/metrics"
 """The market routes answer the seed's bare shapes, not the envelope."""
 STRATEGY_IDS = tuple(STRATEGIES)
-"""The six strategy ids of docs/CONTRACT.md §4, in registry order."""
+"""Every strategy id of docs/CONTRACT.md §4, in registry order."""
 
 Level = tuple[float, float]
 _update_ids = itertools.count(1)

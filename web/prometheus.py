@@ -178,7 +178,7 @@ class CountersCollector:
         yield gauge("nats_subscribed", "1 when the ingest runs its loop and is subscribed to the input subject.",
                     float(ingest[C.SUBSCRIBED]) if ingest_running else 0.0)
         yield gauge("circuit_breaker_state",
-                    "NATS connection circuit per process: 0 closed, 1 open, 2 half-open.",
+                    "NATS connection state per process: 0 connected, 1 down, 2 connecting.",
                     labels=["name"],
                     samples=[(["nats_ingest"], float(ingest[C.CIRCUIT_STATE]))]
                     + [([f"nats_worker_{k}"], float(r[C.CIRCUIT_STATE])) for k, r in enumerate(worker_rows)])

@@ -107,6 +107,7 @@ def parse_body(route: Route, req: falcon.Request, path_values) -> Any:
         raise bad_request("the body is not valid JSON", {"body": str(exc)}) from None
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object")
+    assert route.body is not None  # parse_body runs only for routes with a body
     body, errors = convert_fields(data, route.body)
     if route.body is ChangeRequest and isinstance(data.get("parameters"), dict) and path_values is not None:
         errors.pop("parameters", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal, cast
 
 from rtsig.config.model import utc_now
 from rtsig.config.notify import bump_epoch
@@ -21,15 +22,16 @@ from web.route import Call, Reply, Route
 
 log = logging.getLogger(__name__)
 CONFIG_ERRORS = (400, 401, 403, 404, 409, 422, 429, 503)
+PARAM_TYPE_NAMES: dict[type, Literal["int", "float", "bool"]] = {int: "int", float: "float", bool: "bool"}
 
 
 def effective_config(c: EffectiveConfig) -> T.EffectiveConfig:
-    return T.EffectiveConfig(c.strategy_id, c.symbol, dict(c.parameters), c.version, c.source,
+    return T.EffectiveConfig(c.strategy_id, c.symbol, dict(c.parameters), c.version, cast(T.Source, c.source),
                              c.is_override, c.created_at or None, c.updated_at or None, dict(c.sources))
 
 
 def audit_entry(r: AuditRecord) -> T.AuditEntry:
-    return T.AuditEntry(r.id, r.key.strategy_id, r.key.symbol, r.action,
+    return T.AuditEntry(r.id, r.key.strategy_id, r.key.symbol, cast(T.AuditAction, r.action),
                         None if r.old_parameters is None else dict(r.old_parameters),
                         None if r.new_parameters is None else dict(r.new_parameters),
                         r.old_version, r.new_version, r.changed_by, r.changed_at, r.reason)
@@ -81,7 +83,7 @@ def list_strategies(deps: WebDeps, call: Call) -> Reply:
 def strategy_schema(deps: WebDeps, call: Call) -> Reply:
     st = STRATEGIES[call.path.strategy_id]
     return Reply(T.StrategySchema(st.strategy_id, [
-        T.ParameterSpec(p.name, {int: "int", float: "float", bool: "bool"}[p.type], p.description,
+        T.ParameterSpec(p.name, PARAM_TYPE_NAMES[p.type], p.description,
                         p.default, p.min, p.max, p.min_exclusive, p.max_exclusive, p.optional,
                         p.unit, st.env_name(p.name)) for p in st.params]))
 

@@ -25,7 +25,7 @@ TIMEFRAMES_S = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 TREND_WINDOW_S = 300
 """The window of the per-symbol ``trend`` in ``/metrics/all``."""
 INTERPRETATION_THRESHOLD = 20.0
-TREND_WORDS = {"rising": "bullish", "falling": "bearish", "stable": "neutral"}
+TREND_WORDS: dict[str, T.Trend] = {"rising": "bullish", "falling": "bearish", "stable": "neutral"}
 """The seed's words for the direction of the pressure trend (net pressure rising is bullish)."""
 TRENDS = tuple(TREND_WORDS.values())
 
@@ -40,7 +40,7 @@ def iso_ms(epoch_s: float) -> str:
             .replace("+00:00", "Z"))
 
 
-def interpretation(net_pressure: float) -> str:
+def interpretation(net_pressure: float) -> T.Trend:
     if net_pressure > INTERPRETATION_THRESHOLD:
         return "bullish"
     if net_pressure < -INTERPRETATION_THRESHOLD:
@@ -62,6 +62,7 @@ class MarketView:
         found = None if sid is None else book_metrics(self.store, sid)
         if found is None:
             raise not_found(f"no order book for symbol {symbol!r} yet (unknown or not seen)")
+        assert sid is not None  # a book was found for it
         return sid, name, found[0], found[1]
 
     def depth(self, symbol: str) -> T.DepthMetrics:
@@ -104,7 +105,7 @@ class MarketView:
                             volume=_num(m[DM["strongest_ask_volume"]]))),
         )
 
-    def pressure(self, symbol: str, timeframe: str, max_points: int) -> T.PressureMetrics:
+    def pressure(self, symbol: str, timeframe: T.Timeframe, max_points: int) -> T.PressureMetrics:
         sid, name, m, _ = self._metrics(symbol)
         span = TIMEFRAMES_S[timeframe]
         seconds, rows = history(self.store, sid, self.clock(), span)

@@ -10,7 +10,7 @@ every parameter's type and range.
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -18,7 +18,10 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from rtsig.registry import STRATEGIES, Param, Strategy
 
 # ----------------------------------------------------------------------------- scalars
-StrategyId = Annotated[Literal[tuple(STRATEGIES)], Meta(description="strategy id")]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # a Literal of the registry's ids, built at run time: a str to the type checker
+    StrategyId = str
+else:
+    StrategyId = Annotated[Literal[tuple(STRATEGIES)], Meta(description="strategy id")]
 Symbol = Annotated[str, Meta(max_length=24, description="trading symbol, e.g. BTCUSDT", examples=["BTCUSDT"])]
 NON_BLANK = ("[^\\t-\\r \\x1c-\\x1f\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
              "\\ufeff]")
@@ -47,6 +50,7 @@ Timeframe = Literal["1m", "5m", "15m", "1h"]
 ErrorCode = Literal["NOT_FOUND", "VALIDATION_ERROR", "UNAUTHORIZED", "CONFLICT", "RATE_LIMITED",
                     "UNAVAILABLE", "INTERNAL_ERROR"]
 Source = Literal["mongodb", "mysql", "sqlite", "environment", "default"]
+AuditAction = Literal["CREATE", "UPDATE", "DELETE", "ROLLBACK"]
 
 
 class Request(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -134,7 +138,7 @@ def _parameter_type(p: Param) -> Any:
     if p.type is bool:
         kind: Any = bool
     else:
-        bounds: dict[str, float] = {}
+        bounds: dict[str, Any] = {}
         if p.min is not None:
             bounds["gt" if p.min_exclusive else "ge"] = p.min
         if p.max is not None:
@@ -161,7 +165,7 @@ PARAMETERS: dict[str, type[Struct]] = {sid: _parameters_struct(st) for sid, st i
 @functools.cache
 def change_request_for(strategy_id: str) -> type[Struct]:
     """:class:`ChangeRequest` with ``parameters`` of one strategy (what /openapi.json documents)."""
-    params = Annotated[PARAMETERS[strategy_id], Meta(extra_json_schema={"minProperties": 1})]
+    params: Any = Annotated[PARAMETERS[strategy_id], Meta(extra_json_schema={"minProperties": 1})]
     fields = [(f.name, params if f.name == "parameters" else f.type,
                msgspec.NODEFAULT if f.required else f.default)
               for f in msgspec.structs.fields(ChangeRequest)]
@@ -221,7 +225,7 @@ class AuditEntry(Struct):
     id: str | None
     strategy_id: StrategyId
     symbol: str | None
-    action: Literal["CREATE", "UPDATE", "DELETE", "ROLLBACK"]
+    action: AuditAction
     old_parameters: dict[str, ParamValue] | None
     new_parameters: dict[str, ParamValue] | None
     old_version: int

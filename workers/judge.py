@@ -50,7 +50,7 @@ class EventJudge:
                             store.feed_cursors, store.dominance, store.quotes, store.transfers,
                             store.venue_quotes, store.venue_names, store.ofi_state,
                             store.ofi_history)
-        signals = []
+        signals: list[dict] = []
         self.receipts = []
         if n == 0:
             return signals

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from rtsig import counters as C
 from rtsig.codes import SHUTDOWN_DRAIN
@@ -29,6 +30,9 @@ from rtsig.signals import SignalBuilder, serialize
 from rtsig.store import Store
 from rtsig.zygote import supervisor_and_zygote
 from workers.judge import EventJudge
+
+if TYPE_CHECKING:
+    import nats
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ class SignalPublisher:
 
     def __init__(self, row, limit: int) -> None:
         self.row = row
-        self.nc = None
+        self.nc: nats.NATS | None = None
         self.held: collections.deque[tuple[str, bytes, dict | None]] = collections.deque()
         self.limit = limit
 
@@ -123,7 +127,8 @@ class Worker:
             on_reconnect=self.publisher.release_held, stopping=self._draining)
         await self._refresh_config(reload=True)
         if self.index == 0:
-            await self.publisher.nc.subscribe(self.settings.config_subject, cb=self._on_config_notice)
+            await self.publisher.nc.subscribe(  # type: ignore[union-attr]  # None: stopped while connecting
+                self.settings.config_subject, cb=self._on_config_notice)
         loop.add_reader(self.waker_fd, self._on_wake)
         ticker = asyncio.create_task(self._tick())
         confirmer = asyncio.create_task(self._confirm_published()) if self.msg_id_header else None

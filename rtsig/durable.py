@@ -130,6 +130,7 @@ async def delete_consumer(nc, settings: Settings, name: str) -> None:
 
 
 def pull_for(settings: Settings, consumer: str) -> PullConsumer:
+    assert settings.nats_consumer_stream is not None  # JetStream mode only
     return PullConsumer(settings.nats_consumer_stream, consumer)
 
 

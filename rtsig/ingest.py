@@ -157,6 +157,7 @@ class Ingest:
 
     def _flush_feed_sub(self) -> None:
         sub = self.feed_sub
+        assert sub is not None and self.loop is not None  # set by run() before this callback can run
         cursors = self.store.event_cursors
         while sub.framed:
             room = self.store.layout.event_ring - int((cursors[:, CURSOR_HEAD] - cursors[:, CURSOR_TAIL]).max())
@@ -228,6 +229,7 @@ class Ingest:
         """Judge, without publishing, the stream up to the acknowledgement floor (from
         ``NATS_CONSUMER_REBUILD_SECONDS`` before it), so windows and cool-downs are whole."""
         settings = self.settings
+        assert self.acks is not None  # set just before _rebuild is called
         when = point.floor_time or datetime.datetime.now(datetime.timezone.utc)
         since = when - datetime.timedelta(seconds=settings.nats_consumer_rebuild_seconds)
         name = await durable.rebuild_consumer(control, settings, since)
@@ -340,6 +342,7 @@ class Ingest:
         if sub.framed and not self.flush_scheduled:
             self.flush_scheduled = True
             self.row[C.BACKPRESSURE_WAITS] += 1
+            assert self.loop is not None  # set by run() before any subscription starts
             self.loop.call_later(BACKPRESSURE_WAIT_S, self._flush)
 
     def _stopping(self) -> bool:

@@ -294,6 +294,7 @@ class FastSubscriber:
             raise
         if hold:
             link.held = True
+            assert link.transport is not None  # connection_made ran within create_connection
             link.transport.pause_reading()
         else:
             self._activate(link)
@@ -303,6 +304,7 @@ class FastSubscriber:
         if self._ssl is None:
             self._ssl = self.auth.ssl_context()
         loop = asyncio.get_running_loop()
+        assert link.transport is not None  # connected before the TLS upgrade
         try:
             link.transport = await asyncio.wait_for(
                 loop.start_tls(link.transport, link, self._ssl, server_hostname=link.server.host),
@@ -390,6 +392,7 @@ class FastSubscriber:
             if link.pings_sent - link.pongs > MAX_OUTSTANDING_PINGS:
                 log.warning("NATS %s did not answer %d pings; reconnecting", link.server.address,
                             MAX_OUTSTANDING_PINGS)
+                assert link.transport is not None  # an open link has its transport
                 link.transport.abort()
                 return
             link.ping()

@@ -78,6 +78,7 @@ class RecordWriter:
         self.messages += 1
 
     def _put(self, frame: bytes) -> None:
+        assert self._file is not None  # write() and _rotate() open a file first
         self._file.write(frame)
         self._bytes += len(frame)
         self.bytes_written += len(frame)
@@ -95,7 +96,8 @@ class RecordWriter:
         self._path = path
         part = path.with_name(path.name + ".part")
         if self.compress:
-            self._file = io.BufferedWriter(gzip.GzipFile(part, "wb", compresslevel=1), 1 << 20)
+            # typeshed wants a RawIOBase; BufferedWriter needs only the write() GzipFile has
+            self._file = io.BufferedWriter(gzip.GzipFile(part, "wb", compresslevel=1), 1 << 20)  # type: ignore[arg-type]
         else:
             self._file = open(part, "wb", buffering=1 << 20)
         self._subjects = {}
@@ -112,6 +114,7 @@ class RecordWriter:
         """Finish the current file: flushed, renamed from ``.part`` to its final name."""
         if self._file is None:
             return
+        assert self._path is not None  # set with _file
         self._file.close()
         os.replace(self._path.with_name(self._path.name + ".part"), self._path)
         self.files.append(self._path)
@@ -221,6 +224,7 @@ async def record(settings, directory: str, *, prefix: str = "rtsig", max_bytes: 
     link = ToolConnection(settings, "record", note=note)
     await link.open(connect_timeout)
     nc = link.nc
+    assert nc is not None  # open() raises unless connected
     done = stop or asyncio.Event()
     per_subject: dict[str, int] = {}
     subjects = record_subjects(settings, extra_subjects)

@@ -39,7 +39,7 @@ import signal
 import sys
 import time
 from datetime import datetime, timedelta
-from typing import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
 
 import orjson
 from nats.errors import OutboundBufferLimitError
@@ -49,6 +49,9 @@ from rtsig.natsauth import CredentialsError
 from rtsig.natsconn import connect
 from rtsig.recorded import iter_lines, open_inputs
 from rtsig.settings import Settings
+
+if TYPE_CHECKING:
+    import nats
 
 FLUSH_EVERY = 1000
 OUTAGE_BUFFER_BYTES = 8 * 1024 * 1024
@@ -80,6 +83,7 @@ class _LastError(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg != "NATS error: %s" or not record.args:
             return
+        assert isinstance(record.args, tuple)  # logged with one exception, never a mapping
         exc = record.args[0]
         from_server = not isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError))
         if self._from_server and not from_server:
@@ -118,7 +122,7 @@ class ToolConnection:
         self.url = shown_url(settings.nats_url)
         self.pending_size = pending_size
         self.note = note or (lambda text: _stderr(f"rtsig {tool}: {text}"))
-        self.nc = None
+        self.nc: nats.NATS | None = None
         self.up = asyncio.Event()
         self.down = asyncio.Event()
         self.epoch = 0
@@ -216,6 +220,12 @@ _TIME_KEYS = ("E", "T", "O", "C")
 """Payload fields holding epoch milliseconds (event, trade, ticker open and close times)."""
 
 
+def _data_of(doc: dict) -> dict:
+    """The payload of a message: its ``data`` object when it has one, else the message itself."""
+    data = doc.get("data")
+    return data if isinstance(data, dict) else doc
+
+
 class TimeShifter:
     """``--shift-time``: each round's event times moved so that it starts at the wall clock (and
     after the newest time of the previous round). Messages that are not JSON objects, or carry no
@@ -237,7 +247,7 @@ class TimeShifter:
                 return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
             except ValueError:
                 pass
-        data = doc.get("data") if isinstance(doc.get("data"), dict) else doc
+        data = _data_of(doc)
         value = data.get("E")
         return value if isinstance(value, int) and value > 10**11 else None
 
@@ -267,7 +277,7 @@ class TimeShifter:
                 newest = max(newest, int(t.timestamp() * 1000))
             except ValueError:
                 pass
-        data = doc.get("data") if isinstance(doc.get("data"), dict) else doc
+        data = _data_of(doc)
         for key in _TIME_KEYS:
             value = data.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value > 10**11:
@@ -376,6 +386,7 @@ class Tally:
 async def _confirm(link: ToolConnection, tally: Tally, timeout: float) -> bool:
     """Flush; True when the server acknowledged every message sent so far (never raises)."""
     nc = link.nc
+    assert nc is not None  # called only after link.open() succeeded
     if not nc.is_connected or link.down.is_set():
         return False
     epoch, upto = link.epoch, tally.sent
@@ -388,7 +399,8 @@ async def _confirm(link: ToolConnection, tally: Tally, timeout: float) -> bool:
             return False
         await asyncio.sleep(0 if spins < 20 else 0.001)
         spins += 1
-    flush = asyncio.ensure_future(nc.flush(max(0.01, deadline - time.monotonic())))
+    # nats-py annotates flush(timeout: int); it passes the seconds to asyncio.wait_for
+    flush = asyncio.ensure_future(nc.flush(max(0.01, deadline - time.monotonic())))  # type: ignore[arg-type]
     down = asyncio.ensure_future(link.down.wait())
     try:
         await asyncio.wait({flush, down}, return_when=asyncio.FIRST_COMPLETED)
@@ -464,6 +476,7 @@ async def replay(settings: Settings, paths: list[str], rate: float | None, loop:
     tally = Tally()
     link.on_down = tally.connection_lost
     nc = link.nc
+    assert nc is not None  # open() raises unless connected
     subject = subject or settings.nats_consumer_topic
     hold = rate is not None and rate <= 0  # flat out: wait for the server rather than lose data
     started = time.monotonic()

@@ -28,7 +28,7 @@ import socket
 import time
 from collections import deque
 from multiprocessing.connection import wait
-from typing import Callable
+from typing import Any, Callable
 
 from rtsig import counters as C
 from rtsig import heartbeat
@@ -111,8 +111,10 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
+            # strerror is None only for OSErrors that bind does not raise (typeshed: str | None)
             raise SettingsError("HTTP_PORT", str(port),
-                                f"a free TCP port ({exc.strerror.lower()}; or run with --no-web)") from None
+                                f"a free TCP port ({exc.strerror.lower()}; or run with --no-web)"  # type: ignore[union-attr]
+                                ) from None
 
 
 class Child:
@@ -147,8 +149,9 @@ class Child:
         if self.warmed:
             self.adopt(start_warmed(ctx, settings, [self.job])[0])
             return
-        self.process = ctx.Process(target=self.target, args=self.args, name=self.name, daemon=False)
-        self.process.start()
+        process = ctx.Process(target=self.target, args=self.args, name=self.name, daemon=False)
+        self.process = process
+        process.start()
         self.started_at = time.monotonic()
 
     def adopt(self, process: AdoptedProcess) -> None:
@@ -224,18 +227,19 @@ class Supervisor:
         store.counters[C.ROW_SUPERVISOR][C.PROCESS_PID] = os.getpid()
         log.info("rtsig started: %d workers, instance %s, ready in %.2f s", len(workers),
                  self.settings.instance, time.monotonic() - started,
-                 extra={"shm": store.name, "pids": {c.name: c.process.pid for c in children}})
+                 extra={"shm": store.name, "pids": {c.name: c.process.pid for c in children if c.process is not None}})
         if web is not None:
             log.info("%s", api_mode(self.settings))
         sampler = PressureSampler(store)
         beat = heartbeat.Heartbeat(store, self.settings.workers)
         next_beat = time.monotonic() + self.settings.heartbeat_interval_seconds
         while not self.stop_requested:
-            sentinels = {c.process.sentinel: c for c in children if c.process is not None}
+            sentinels: dict[Any, Child] = {c.process.sentinel: c for c in children if c.process is not None}
             for ready in wait(list(sentinels), timeout=POLL_S):
                 child = sentinels[ready]
                 if self.stop_requested:
                     break
+                assert child.process is not None  # a sentinel is there only with its process
                 child.process.join(0)
                 log.error("%s (pid %s) exited with %s; restarting", child.name, child.process.pid,
                           child.process.exitcode)
@@ -281,6 +285,7 @@ class Supervisor:
         child.restarted_ns.append(now_ns)
         while now_ns - child.restarted_ns[0] > C.RESTART_WINDOW_NS:
             child.restarted_ns.popleft()
+        assert self.store is not None  # set by _run before any child starts
         row = self.store.counters[C.ROW_SUPERVISOR]
         row[C.INGEST_RESTARTS] = len(child.restarted_ns)
         row[C.INGEST_STARTED_NS] = now_ns
@@ -290,6 +295,7 @@ class Supervisor:
         deadline = time.monotonic() + STOP_TOTAL_S
         header = store.header[0]
         if web is not None and web.alive():
+            assert web.process is not None  # alive() says so
             web.process.terminate()  # Gunicorn: finish the requests in flight, then exit
         header["shutdown"] = SHUTDOWN_STOP_INTAKE
         if ingest.process is not None:
@@ -307,6 +313,7 @@ class Supervisor:
             if child.alive():
                 clean = False
                 log.warning("%s did not stop in time; killing it", child.name)
+                assert child.process is not None  # alive() says so
                 child.process.kill()
                 child.process.join(1)
         for fd in wakers:

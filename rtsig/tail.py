@@ -60,6 +60,7 @@ async def tail(settings: Settings, raw_json: bool, write: Callable[[str], None] 
     link = ToolConnection(settings, "tail")
     await link.open(connect_timeout)
     nc = link.nc
+    assert nc is not None  # open() raises unless connected
     colour = sys.stdout.isatty()
     out = write or (lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()))
     seen = 0

@@ -64,7 +64,8 @@ def configure() -> str | None:
     if "numba" in sys.modules:
         from numba import config
 
-        config.CACHE_DIR = str(directory)
+        # numba.config defines its options at run time (through globals()), out of the checker's sight
+        config.CACHE_DIR = str(directory)  # type: ignore[attr-defined]
     return str(directory)
 
 

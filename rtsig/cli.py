@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import orjson
 
@@ -159,7 +159,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     try:
         health = config.health()
         symbol = config.check_symbol(args.symbol) if args.symbol else None
-        effective = {"settings": _printable_settings(settings), "config_store": health,
+        effective: dict[str, Any] = {"settings": _printable_settings(settings), "config_store": health,
                      "symbol": symbol, "strategies": {}}
         for sid, st in STRATEGIES.items():
             resolved = config.effective(sid, symbol)
@@ -188,7 +188,7 @@ def _printable_settings(settings: Settings) -> dict:
     """Every setting as JSON, with the API token and database passwords masked."""
     from rtsig.settings import masked_uri
 
-    out = {k: (v if isinstance(v, (int, float, bool, str, type(None), tuple, dict)) else str(v))
+    out: dict[str, Any] = {k: (v if isinstance(v, (int, float, bool, str, type(None), tuple, dict)) else str(v))
            for k, v in vars(settings).items() if k != "strategy_env_params"}
     out["api_token"] = "***" if settings.api_token else None
     for name in ("mongodb_uri", "mysql_uri"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 
 @contextmanager
@@ -19,7 +19,7 @@ def compile_progress(say: Callable[[str], None]) -> Iterator[dict]:
     end if anything was compiled. Yields the tally (``functions``, ``modules``, ``seconds``)."""
     from numba.core import event as ev
 
-    tally = {"functions": 0, "modules": [], "seconds": 0.0}
+    tally: dict[str, Any] = {"functions": 0, "modules": [], "seconds": 0.0}
     started = time.monotonic()
     depth = [0]
 

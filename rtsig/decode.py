@@ -1479,7 +1479,9 @@ class Decoder:
         self.counters = store.counters[counter_row]
         self.allow_new = allow_new
         self.capacity = capacity
-        max_window = int(STRATEGIES["trade_momentum"].param("momentum_window").max)
+        window_max = STRATEGIES["trade_momentum"].param("momentum_window").max
+        assert window_max is not None  # the registry bounds the window
+        max_window = int(window_max)
         self.lag_limits = store.layout.lag_limits(max_window)
         self._data = np.zeros(buffer_bytes, dtype=np.uint8)
         self._starts = np.zeros(capacity, dtype=np.int64)

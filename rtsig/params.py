@@ -110,7 +110,9 @@ class ParameterTable:
         return self.configs[(sid, number)]
 
     def interval_ms(self, sid: int, number: int) -> int:
-        return int(self.configs[(sid, number)].parameters["min_signal_interval"]) * 1000
+        interval = self.configs[(sid, number)].parameters["min_signal_interval"]
+        assert interval is not None  # a required parameter: never null
+        return int(interval) * 1000
 
     def risk(self, sid: int, number: int) -> tuple[float, float]:
         p = self.configs[(sid, number)].parameters

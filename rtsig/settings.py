@@ -13,13 +13,14 @@ import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from rtsig.errors import SettingsError
 from rtsig.registry import REALTIME_IDS, STRATEGIES, ParamValue
 
 T = TypeVar("T")
+NumberT = TypeVar("NumberT", int, float)
 
 _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-\.]{0,23}$")
 _INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
@@ -191,7 +192,7 @@ class Settings:
         )
         return settings
 
-    def with_overrides(self, **changes: object) -> "Settings":
+    def with_overrides(self, **changes: Any) -> "Settings":
         """A copy with some fields replaced (tests and CLI flags)."""
         return replace(self, **changes)
 
@@ -289,8 +290,8 @@ class _Reader:
     def integer(self, name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
         return self._ranged(name, default, int, "an integer", lo, hi, False, False)
 
-    def _ranged(self, name: str, default, parse: Callable[[str], T], kind: str, lo, hi,
-                lo_open: bool, hi_open: bool) -> T:
+    def _ranged(self, name: str, default, parse: Callable[[str], NumberT], kind: str, lo, hi,
+                lo_open: bool, hi_open: bool) -> NumberT:
         """Parse ``name`` with ``parse`` and check it lies in the range; one error line if not."""
         value = self.raw(name)
         if value is None:

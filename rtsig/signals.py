@@ -154,12 +154,12 @@ class SignalBuilder:
         places = price_decimals(price, values[OUT_CURRENT_PRICE])
         stop_loss, take_profit = round(stop_loss, places), round(take_profit, places)
         indicators = {}
-        for k, name in enumerate(INDICATOR_NAMES[strategy_id]):
+        for k, field in enumerate(INDICATOR_NAMES[strategy_id]):
             value = values[OUT_INDICATORS + k]
-            indicators[name] = int(value) if name in INTEGER_INDICATORS else _number(value)
+            indicators[field] = int(value) if field in INTEGER_INDICATORS else _number(value)
         metadata: dict = {"strategy": strategy_id}
-        for k, name in enumerate(METADATA_NAMES[strategy_id]):
-            metadata[name] = _number(values[OUT_METADATA + k])
+        for k, field in enumerate(METADATA_NAMES[strategy_id]):
+            metadata[field] = _number(values[OUT_METADATA + k])
         metadata["strategy_config"] = self.params.config(sid, number).as_metadata()
         if message_id:
             metadata["message_id"] = message_id

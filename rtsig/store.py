@@ -201,6 +201,7 @@ class Store:
         if int(header["magic"]) != MAGIC or int(header["layout_version"]) != LAYOUT_VERSION:
             shm.close()
             raise LayoutMismatch(f"{name!r} is not an rtsig store of layout version {LAYOUT_VERSION}")
+        assert shm.buf is not None  # attached above (None only after close)
         layout = Layout.from_header(bytes(shm.buf[:HEADER_DTYPE.itemsize]), counters.N_COUNTERS)
         if layout.total_bytes > shm.size:
             shm.close()

@@ -245,6 +245,7 @@ class ConfigService:
             if stored is None:
                 continue
             params.update(stored.parameters)
+            assert snap.source is not None  # a snapshot holding configs names the store they came from
             label = snap.source if key.symbol is None else f"{snap.source} ({key.symbol})"
             sources.update({name: label for name in stored.parameters})
             top = stored
@@ -265,6 +266,7 @@ class ConfigService:
         """Newest first, from the primary store (the fallback while it is down)."""
         self.strategy(strategy_id)
         if symbol not in (None, ANY_SYMBOL):
+            assert symbol is not None  # excluded just above
             symbol = self.check_symbol(symbol)
         if not 1 <= int(limit) <= MAX_AUDIT_LIMIT:
             raise ConfigInvalid("bad limit", {"limit": f"expected 1 to {MAX_AUDIT_LIMIT}"})
@@ -309,6 +311,7 @@ class ConfigService:
             errors["reason"] = f"at most {REASON_MAX} characters"
         if errors:
             raise ConfigInvalid("invalid change request", errors)
+        assert isinstance(changed_by, str) and (reason is None or isinstance(reason, str))  # checked above
         return changed_by.strip(), reason or ""
 
     # ------------------------------------------------------------------ changes
@@ -338,7 +341,7 @@ class ConfigService:
 
         def change(current: StoredConfig | None) -> tuple[dict | None, str]:
             live = current is not None and not current.deleted
-            merged = {**(_valid_only(current).parameters if live else {}), **values}
+            merged = {**(_valid_only(current).parameters if current is not None and live else {}), **values}
             return merged, "UPDATE" if live else "CREATE"
 
         return self._change(key, change, changed_by, reason, expected_version, validate_only)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, overload
 
 import orjson
 
@@ -33,6 +33,10 @@ def _json(value) -> str | None:
     return None if value is None else orjson.dumps(dict(value)).decode()
 
 
+@overload
+def _unjson(text: None) -> None: ...
+@overload
+def _unjson(text: str | bytes) -> dict: ...
 def _unjson(text) -> dict | None:
     return None if text is None else orjson.loads(text)
 

@@ -27,7 +27,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import orjson
 
@@ -98,12 +98,13 @@ def transfer_from_utx(message, labels: Mapping[str, str], received_ms: int) -> d
     if not outputs:
         raise ValueError("no outputs")
     out_values = [(o.get("addr"), _amount(o.get("value"))) for o in outputs]
-    in_exchanges = {labels.get(i.get("addr")) for i in inputs} - {None}
+    label_of: Mapping[Any, str] = labels  # looked up with JSON values (None: no address)
+    in_exchanges = {label_of.get(i.get("addr")) for i in inputs} - {None}
     total = sum(v for _, v in out_values)
     direction, exchange, value = "other", None, total
-    paid = {}
+    paid: dict[str, int] = {}
     for addr, v in out_values:
-        e = labels.get(addr)
+        e = label_of.get(addr)
         if e is not None and e not in in_exchanges:
             paid[e] = paid.get(e, 0) + v
     if paid and not in_exchanges:
@@ -111,7 +112,7 @@ def transfer_from_utx(message, labels: Mapping[str, str], received_ms: int) -> d
         direction, value = "to_exchange", paid[exchange]
     elif len(in_exchanges) == 1:
         exchange = next(iter(in_exchanges))
-        leaving = sum(v for addr, v in out_values if labels.get(addr) != exchange)
+        leaving = sum(v for addr, v in out_values if label_of.get(addr) != exchange)
         if leaving > 0:
             direction, value = "from_exchange", leaving
         else:

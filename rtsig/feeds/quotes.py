@@ -91,6 +91,6 @@ class QuotesSource:
         if errors and not out:
             raise errors[0]
         if self.stats is not None:
-            for exc in errors:  # some symbols answered: count the others', go on
-                self.stats.errors[exc.reason] += 1
+            for error in errors:  # some symbols answered: count the others', go on
+                self.stats.errors[error.reason] += 1
         return out

@@ -8,10 +8,15 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import orjson
 
 from rtsig.settings import Settings
+
+if TYPE_CHECKING:
+    from rtsig.feeds.dominance import DominanceConfig, DominanceSource
+    from rtsig.feeds.quotes import QuotesConfig, QuotesSource
 
 log = logging.getLogger(__name__)
 FEEDS = ("dominance", "quotes", "onchain")
@@ -71,6 +76,8 @@ async def _run(args: argparse.Namespace, settings: Settings):
             await adapter.run(max_messages=args.max_messages, max_connections=1 if args.once else None,
                               stopping=stop.is_set)
         else:
+            config: DominanceConfig | QuotesConfig
+            source: DominanceSource | QuotesSource
             if args.feed == "dominance":
                 from rtsig.feeds.dominance import DominanceConfig, DominanceSource
 

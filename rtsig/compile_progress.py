@@ -35,7 +35,7 @@ def compile_progress(say: Callable[[str], None]) -> Iterator[dict]:
             if module not in tally["modules"]:
                 if not tally["modules"]:
                     say(f"Numba: compiling {module} — not in the cache (the first start after a "
-                        f"change, or a new CPU) so every module compiles, about a minute on 2 "
+                        f"change, or a new CPU) so every module compiles, a minute or two on 2 "
                         f"cores; later starts load the cache in about a second")
                 else:
                     say(f"Numba: compiling {module} ({time.monotonic() - started:.0f} s so far)")

@@ -39,7 +39,9 @@ DEMO_INSTANCE = "demo"
 DEMO_INSTANCES = (DEMO_INSTANCE, *(f"{DEMO_INSTANCE}-{n}" for n in range(2, 10)))
 """Instance names the demo tries, in order, when RTSIG_INSTANCE is not set."""
 EXIT_FAILED = 1
-READY_TIMEOUT_S = 120.0
+READY_TIMEOUT_S = 600.0
+"""The first start compiles every Numba module: 1-2 minutes on 2 idle cores, 2.5 measured with a test
+suite running beside it. The zygote says so module by module meanwhile."""
 CLIENT_CLOSE_S = 2.0
 """How long the demo waits for its own NATS clients (tail, replay) to close when it stops."""
 
@@ -223,7 +225,7 @@ def run_demo(settings: Settings, data_dir: Path) -> int:
            "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"), "HTTP_PORT": str(port),
            "RTSIG_API_TOKEN": token, "RTSIG_DATA_DIR": str(data_dir)}
     _say(f"starting the service (instance {instance!r}); a first start compiles the Numba "
-         "kernels, about a minute, and says so module by module")
+         "kernels, a minute or two, and says so module by module")
     child = subprocess.Popen([sys.executable, "-m", "rtsig.cli", "run"], env=env)
     status = 0
     try:

@@ -35,7 +35,7 @@ from tests.servers import free_port
 RTSIG = str(Path(sys.executable).with_name("rtsig"))
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
 N_WORKERS = 2
-READY_TIMEOUT_S = 120.0  # the first run after a source change compiles the Numba code (~30 s)
+READY_TIMEOUT_S = 300.0  # the first run after a source change compiles the Numba code (1-2.5 min)
 STRATEGIES = ("orderbook_skew", "trade_momentum", "ticker_velocity")
 SETTLE_S = 60.0  # deadline of every wait on the running service
 PACE = 5000

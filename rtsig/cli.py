@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 
@@ -111,7 +112,10 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if not args.grid and not args.no_plots:
         names = [Path(f).name for f in args.files]
         title = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
-        written += plots(outcomes, report["confidence_buckets"], out_dir, title)
+        try:
+            written += plots(outcomes, report["confidence_buckets"], out_dir, title)
+        except ImportError:  # matplotlib is an extra: the report and the table do not need it
+            sys.stderr.write("rtsig evaluate: no plots: they need matplotlib (pip install 'rtsig[perf]')\n")
     out = sys.stdout.buffer
     out.write((orjson.dumps(report).decode() if args.json else text).encode() + b"\n")
     out.flush()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 
@@ -68,6 +68,8 @@ async def tail(settings: Settings, raw_json: bool, write: Callable[[str], None] 
 
     async def on_signal(msg) -> None:
         nonlocal seen
+        if count is not None and seen >= count:
+            return  # already delivered, queued before the stop: --count means exactly that many
         if raw_json:
             out(msg.data.decode())
         else:
@@ -81,6 +83,9 @@ async def tail(settings: Settings, raw_json: bool, write: Callable[[str], None] 
 
     for subject in signal_subjects(settings.nats_publisher_topic):
         await nc.subscribe(subject, cb=on_signal)
+    await nc.flush()  # the server has the subscriptions: what is published from now on is heard
+    sys.stderr.write(f"rtsig tail: listening on {', '.join(signal_subjects(settings.nats_publisher_topic))}\n")
+    sys.stderr.flush()
     try:
         await done.wait()
     finally:

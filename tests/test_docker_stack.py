@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from rtsig.registry import STRATEGIES
+
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "rtsig:0.1.0"
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
@@ -201,7 +203,11 @@ def test_replayed_feed_gives_signals(stack):
     tail = subprocess.Popen([str(ROOT / ".venv" / "bin" / "rtsig"), "tail", "--json", "--count", "3"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(2)   # subscribed
+        for line in tail.stderr:  # until tail says it listens (after a flush), or exits
+            if "listening on" in line:
+                break
+        else:
+            raise AssertionError(f"rtsig tail exited with {tail.wait()} before it listened")
         replay = stack.compose_cmd("exec", "-T", "rtsig", "rtsig", "replay",
                                    "/var/lib/rtsig/sample.jsonl", "--rate", "3000", timeout=120)
         out, err = tail.communicate(timeout=60)
@@ -213,7 +219,7 @@ def test_replayed_feed_gives_signals(stack):
     signals = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert len(signals) == 3, out
     for sig in signals:
-        assert sig["strategy_id"] in {"orderbook_skew", "trade_momentum", "ticker_velocity"}, sig
+        assert sig["strategy_id"] in STRATEGIES, sig
         assert sig["symbol"] in {"BTCUSDT", "ETHUSDT", "BNBUSDT"}, sig
         assert sig["action"] in {"buy", "sell"}, sig
     published = [line for line in urllib.request.urlopen(stack.url + "/metrics", timeout=5)

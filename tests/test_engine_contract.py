@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -143,7 +143,7 @@ def test_every_offline_signal_is_one_the_engine_accepts(case, tmp_path):
     signals: list[dict] = []
     run_signals(((m, (t + 2) * 1_000_000) for t, m in sim.messages(120)), settings, signals.append)
     assert_engine_accepts(signals)
-    assert {s["strategy_id"] for s in signals} == {"orderbook_skew", "trade_momentum", "ticker_velocity"}
+    assert {s["strategy_id"] for s in signals} >= {"orderbook_skew", "trade_momentum", "ticker_velocity"}
     for subject in {settings.publisher_subject(s["strategy_id"], s["symbol"]) for s in signals}:
         assert ENGINE_SUBJECTS[0].match(subject), subject
 
@@ -180,5 +180,5 @@ def test_live_signals_on_the_engine_subject_are_ones_it_accepts(nats_server, ser
 
     signals = asyncio.run(go())
     # the feed's event times are 2024; the signal timestamp is when it was made: now
-    assert_engine_accepts(signals, now=datetime.now(timezone.utc))
+    assert_engine_accepts(signals, now=datetime.now(UTC))
     assert service.summary()["errors"] == {}

@@ -11,11 +11,11 @@ import pytest
 from rtsig import counters as C
 from rtsig.decode import Decoder
 from rtsig.params import ParameterTable
+from rtsig.registry import STRATEGIES
 from rtsig.settings import Settings
 from rtsig.signals import SignalBuilder
 from rtsig.store import Store
 from workers.judge import EventJudge
-
 
 RECEIPT_NS = 1_800_000_000_000_000_000
 """Receipt time of every message: after every event time here (none is ``bad_time``)."""
@@ -42,7 +42,9 @@ def ticker(price: float, volume: float, t_ms: int) -> bytes:
 
 @pytest.fixture
 def rig():
-    settings = Settings(trading_symbols=("BTCUSDT",), book_ring=4, trade_ring=1024, ticker_ring=64)
+    judged = ("orderbook_skew", "trade_momentum", "ticker_velocity")  # one verdict per event here
+    settings = Settings(trading_symbols=("BTCUSDT",), book_ring=4, trade_ring=1024, ticker_ring=64,
+                        strategy_enabled={sid: sid in judged for sid in STRATEGIES})
     store = Store.in_memory(settings, n_workers=1)
     params = ParameterTable(settings, settings.max_symbols,
                             cli_overrides={s: {"min_signal_interval": 0} for s in

@@ -108,7 +108,8 @@ def test_ready_names_nats_when_it_stops(nats_server, services):
     service = services(nats_server.url, web=True)
     status, body = get_json(service, "/ready")
     assert status == 200 and body["status"] == "ready", body
-    assert set(body["checks"]) == {"nats", "workers", "config_store"}
+    assert set(body["checks"]) == {"nats", "workers", "config_store", "feed_dominance", "feed_quotes",
+                                   "feed_onchain"}
     nats_server.stop()
     wait_until(lambda: get_json(service, "/ready")[0] == 503, 15.0, "/ready to report NATS down")
     status, body = get_json(service, "/ready")

@@ -126,9 +126,8 @@ class Worker:
             self.settings, f"rtsig-worker-{self.index}", self.row,
             on_reconnect=self.publisher.release_held, stopping=self._draining)
         await self._refresh_config(reload=True)
-        if self.index == 0:
-            await self.publisher.nc.subscribe(  # type: ignore[union-attr]  # None: stopped while connecting
-                self.settings.config_subject, cb=self._on_config_notice)
+        if self.index == 0 and self.publisher.nc is not None:  # None: told to stop while connecting
+            await self.publisher.nc.subscribe(self.settings.config_subject, cb=self._on_config_notice)
         loop.add_reader(self.waker_fd, self._on_wake)
         ticker = asyncio.create_task(self._tick())
         confirmer = asyncio.create_task(self._confirm_published()) if self.msg_id_header else None
@@ -143,7 +142,7 @@ class Worker:
                     continue
                 try:
                     await asyncio.wait_for(self.wake.wait(), TICK_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             ticker.cancel()

@@ -33,6 +33,7 @@ venv: $(STAMP)
 # RTSIG_DOCKER_TEST=1: tests/test_docker_stack.py builds the image and runs the compose stack
 # (it installs and starts Docker itself; ~10 min on a fresh machine, ~3 min with a warm cache).
 test: $(STAMP)
+	$(BIN)/python -m ruff check .
 	$(BIN)/python -m mypy
 	RTSIG_DOCKER_TEST=1 $(BIN)/python -m pytest
 

@@ -18,8 +18,15 @@ from __future__ import annotations
 from numba import njit
 
 from kernels.output import (
-    OUT_CODE, OUT_CONFIDENCE, OUT_CURRENT_PRICE, OUT_FEED_POSITION, OUT_INDICATORS,
-    OUT_OLDEST_POSITION, OUT_PRICE, OUT_QUANTITY, RESULT_NO_PRICE,
+    OUT_CODE,
+    OUT_CONFIDENCE,
+    OUT_CURRENT_PRICE,
+    OUT_FEED_POSITION,
+    OUT_INDICATORS,
+    OUT_OLDEST_POSITION,
+    OUT_PRICE,
+    OUT_QUANTITY,
+    RESULT_NO_PRICE,
 )
 from rtsig.codes import ACTION_BUY, ACTION_NONE, ACTION_SELL
 from rtsig.layout import DOMINANCE_RING

@@ -15,13 +15,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from kernels.output import (
-    OUT_CONFIDENCE,
-    OUT_CURRENT_PRICE,
-    OUT_INDICATORS,
-    OUT_METADATA,
-    OUT_PRICE,
-)
+from kernels.output import OUT_CONFIDENCE, OUT_CURRENT_PRICE, OUT_INDICATORS, OUT_METADATA, OUT_PRICE
 from rtsig.codes import ACTION_BUY, ACTION_NONE, ACTION_SELL
 from rtsig.layout import ASK, BID, PRICE, QTY
 from rtsig.registry import CONFIDENCE_CAP, param_index

@@ -14,21 +14,16 @@ Decisions beyond the spec (also in tests/reference.py):
 - a non-positive ``p_first`` (impossible after decoding), Σq = 0 (hence mean q = 0) and a zero sum
   of weights give no signal; a threshold with |t| >= 1 never fires (it cannot be exceeded, and the
   confidence formula would divide by zero);
-- ``OUT_OLDEST_POSITION`` is always written: the oldest position read (the
-  first position of the window before the time filter), for the caller's overrun check; the rest of ``out`` only on a signal.
+- ``OUT_OLDEST_POSITION`` is always written: the oldest position read (the first position of the
+  window before the time filter), for the caller's overrun check; the rest of ``out`` only on a
+  signal.
 """
 
 from __future__ import annotations
 
 from numba import njit
 
-from kernels.output import (
-    OUT_CONFIDENCE,
-    OUT_CURRENT_PRICE,
-    OUT_INDICATORS,
-    OUT_OLDEST_POSITION,
-    OUT_PRICE,
-)
+from kernels.output import OUT_CONFIDENCE, OUT_CURRENT_PRICE, OUT_INDICATORS, OUT_OLDEST_POSITION, OUT_PRICE
 from rtsig.codes import ACTION_BUY, ACTION_NONE, ACTION_SELL
 from rtsig.registry import CONFIDENCE_CAP, param_index
 

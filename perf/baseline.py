@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import signal
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import nats
 import orjson

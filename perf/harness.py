@@ -457,7 +457,7 @@ def main() -> None:
         for name in SYSTEMS:
             print(f"measuring {name}…", file=sys.stderr)
             systems[name] = run_system(name, server.url, plan)
-        result = {"scenario": scenario, "date": dt.datetime.now(dt.timezone.utc).isoformat(),
+        result = {"scenario": scenario, "date": dt.datetime.now(dt.UTC).isoformat(),
                   "machine": machine(), "plan": plan, "warm_up_seconds": warm_up_seconds,
                   "systems": systems}
         if plan["scaling_symbols"]:

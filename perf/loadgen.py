@@ -95,7 +95,7 @@ async def run(url: str, subject_in: str, subject_out: str, n_symbols: int, share
     try:
         await asyncio.wait_for(all_markers.wait(), timeout_s)
         drained = True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         drained = False
     done_ns = max(received.values()) if received else time.monotonic_ns()
     latencies = np.array([received[s] - t for s, t in sent_at.items() if s < markers_from and s in received],

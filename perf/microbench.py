@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from rtsig.decode import Decoder, shard_of
 from rtsig import codes
+from rtsig.decode import Decoder, shard_of
 from rtsig.params import ParameterTable
 from rtsig.settings import Settings
 from rtsig.store import Store

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from perf.baseline import run, serve
 
@@ -130,7 +130,7 @@ async def main(url: str, subject_in: str, subject_out: str, group: str, control:
             signal_["signal_id"] = str(uuid.uuid4())
             signal_["source"] = "reference"
             signal_["strategy"] = signal_["strategy_id"]
-            signal_["timestamp"] = datetime.now(timezone.utc).isoformat()
+            signal_["timestamp"] = datetime.now(UTC).isoformat()
             signal_["metadata"]["message_id"] = message_id
             await nc.publish(subject_out, json.dumps(signal_).encode())
             state["signals"] += 1

@@ -5,14 +5,7 @@ Everything else is reached through the ``rtsig`` command (``rtsig --help``).
 """
 
 from rtsig import _jitcache  # noqa: F401  (first: sets Numba's cache directory)
-from rtsig.errors import (
-    InputError,
-    LayoutMismatch,
-    RtsigError,
-    SettingsError,
-    StoreError,
-    StoreInUse,
-)
+from rtsig.errors import InputError, LayoutMismatch, RtsigError, SettingsError, StoreError, StoreInUse
 
 __version__ = "0.1.0"
 

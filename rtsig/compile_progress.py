@@ -9,8 +9,9 @@ nothing, and a cold one says what it is doing instead of being silent for a minu
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 
 @contextmanager

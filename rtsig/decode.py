@@ -46,12 +46,22 @@ from numba import njit
 from rtsig import codes
 from rtsig import counters as C
 from rtsig.jsonscan import (
-    COLON, COMMA, LBRACE, LBRACKET, QUOTE, RBRACE, RBRACKET, MAX_DEPTH,
-    integer_value, iso_time_ms, number_value, scalar_end, skip_ws, string_end, value_end,
+    COLON,
+    COMMA,
+    LBRACE,
+    LBRACKET,
+    MAX_DEPTH,
+    QUOTE,
+    RBRACE,
+    RBRACKET,
+    integer_value,
+    iso_time_ms,
+    number_value,
+    skip_ws,
+    string_end,
+    value_end,
 )
-from rtsig.layout import (
-    ASK, BID, DEPTH_LEVELS, EVENT_DTYPE, MESSAGE_ID_BYTES, PRICE, QTY, VENUE_FUTURES, VENUE_SPOT,
-)
+from rtsig.layout import ASK, BID, DEPTH_LEVELS, EVENT_DTYPE, MESSAGE_ID_BYTES, PRICE, QTY, VENUE_FUTURES, VENUE_SPOT
 from rtsig.seqlock import acquire_fence, release_fence
 from rtsig.settings import SYMBOL_BYTES
 

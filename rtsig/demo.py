@@ -178,7 +178,7 @@ async def _run(settings: Settings, feed: Path, child: subprocess.Popen) -> bool:
         child.send_signal(signal.SIGINT)
     try:
         await asyncio.wait_for(child_gone, 15)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         child.kill()
         await child_gone
     return asked

@@ -30,8 +30,8 @@ from rtsig.feeds.path import FeedPath
 from rtsig.layout import CURSOR_HEAD, CURSOR_TAIL, VENUE_FUTURES
 from rtsig.logs import RateLimiter
 from rtsig.natsauth import NatsAuth
-from rtsig.natsframe import SubjectTable
 from rtsig.natsconn import CIRCUIT_CLOSED, CIRCUIT_OPEN, connect
+from rtsig.natsframe import SubjectTable
 from rtsig.natsproto import FastSubscriber, PullConsumer
 from rtsig.settings import Settings
 from rtsig.store import Store
@@ -230,7 +230,7 @@ class Ingest:
         ``NATS_CONSUMER_REBUILD_SECONDS`` before it), so windows and cool-downs are whole."""
         settings = self.settings
         assert self.acks is not None  # set just before _rebuild is called
-        when = point.floor_time or datetime.datetime.now(datetime.timezone.utc)
+        when = point.floor_time or datetime.datetime.now(datetime.UTC)
         since = when - datetime.timedelta(seconds=settings.nats_consumer_rebuild_seconds)
         name = await durable.rebuild_consumer(control, settings, since)
         self.rebuild_until = point.floor_seq

@@ -245,7 +245,7 @@ class Layout:
     n_counters: int
 
     @classmethod
-    def from_settings(cls, settings: Settings, n_counters: int) -> "Layout":
+    def from_settings(cls, settings: Settings, n_counters: int) -> Layout:
         return cls(settings.max_symbols, settings.book_ring, settings.trade_ring,
                    settings.ticker_ring, settings.event_ring, settings.workers, n_counters)
 
@@ -344,7 +344,7 @@ class Layout:
         h["magic"] = MAGIC
 
     @classmethod
-    def from_header(cls, header_bytes: bytes, n_counters: int) -> "Layout":
+    def from_header(cls, header_bytes: bytes, n_counters: int) -> Layout:
         """Read the sizes back from an existing store's header."""
         h = np.frombuffer(header_bytes[:HEADER_DTYPE.itemsize], dtype=HEADER_DTYPE)[0]
         return cls(int(h["max_symbols"]), int(h["book_ring"]), int(h["trade_ring"]),

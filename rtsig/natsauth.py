@@ -57,7 +57,7 @@ class NatsAuth:
     tls_key: Path | None = None
 
     @classmethod
-    def from_settings(cls, settings) -> "NatsAuth":
+    def from_settings(cls, settings) -> NatsAuth:
         """From ``NATS_URL``, ``NATS_CREDS``, ``NATS_NKEY_SEED`` and the ``NATS_TLS_*`` files."""
         return cls.build(settings.nats_url, creds=settings.nats_creds,
                          nkey_seed_file=settings.nats_nkey_seed, tls_ca=settings.nats_tls_ca,
@@ -66,7 +66,7 @@ class NatsAuth:
     @classmethod
     def build(cls, url_list: str, *, creds: Path | None = None, nkey_seed_file: Path | None = None,
               tls_ca: Path | None = None, tls_cert: Path | None = None,
-              tls_key: Path | None = None) -> "NatsAuth":
+              tls_key: Path | None = None) -> NatsAuth:
         servers, user, password, token = parse_urls(url_list)
         seed, jwt = None, None
         if creds is not None:

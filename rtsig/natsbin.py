@@ -62,7 +62,7 @@ class EmbeddedNats:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 10.0) -> "EmbeddedNats":
+    def start(self, timeout_s: float = 10.0) -> EmbeddedNats:
         args = [server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
         if self.config:
             fd, self._config_file = tempfile.mkstemp(prefix="rtsig-nats-", suffix=".conf")
@@ -104,7 +104,7 @@ class EmbeddedNats:
         self.stop()
         self.start()
 
-    def __enter__(self) -> "EmbeddedNats":
+    def __enter__(self) -> EmbeddedNats:
         return self.start()
 
     def __exit__(self, *exc) -> None:

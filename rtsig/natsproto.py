@@ -25,17 +25,15 @@ import os
 import random
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import orjson
 
 from rtsig.logs import RateLimiter
 from rtsig.natsauth import NatsAuth, Server
-from rtsig.natsframe import (
-    CTL_ERR, CTL_INFO, CTL_NONE, CTL_PING, CTL_PONG, CTL_STATUS, CTL_UNKNOWN, Backlog,
-)
+from rtsig.natsframe import CTL_ERR, CTL_INFO, CTL_NONE, CTL_PING, CTL_PONG, CTL_STATUS, CTL_UNKNOWN, Backlog
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +79,7 @@ class LoginRejected(ConnectionError):
 class _Link(asyncio.Protocol):
     """One TCP (or TLS) connection to one server; until activated it only reads the INFO line."""
 
-    def __init__(self, sub: "FastSubscriber", server: Server) -> None:
+    def __init__(self, sub: FastSubscriber, server: Server) -> None:
         self.sub = sub
         self.server = server
         loop = asyncio.get_running_loop()
@@ -235,7 +233,7 @@ class FastSubscriber:
                                server.address, exc)
                 await asyncio.sleep(_backoff(failures, FIRST_AUTH_RETRY_S, MAX_AUTH_RETRY_S))
                 continue
-            except (OSError, asyncio.TimeoutError, ConnectionError, ValueError) as exc:
+            except (TimeoutError, OSError, ConnectionError, ValueError) as exc:
                 self._log_once(f"unreachable:{server.address}", "NATS %s unreachable (%s); retrying",
                                server.address, exc or type(exc).__name__)
             if link is not None:
@@ -425,7 +423,7 @@ class FastSubscriber:
                 try:
                     new = await self._open(server, hold=True)
                     break
-                except (OSError, asyncio.TimeoutError, ConnectionError, ValueError) as exc:
+                except (TimeoutError, OSError, ConnectionError, ValueError) as exc:
                     log.warning("NATS %s unreachable while leaving a lame duck (%s)", server.address, exc)
             if new is None:
                 log.warning("NATS %s is in lame-duck mode and no other server answers; staying",
@@ -436,7 +434,7 @@ class FastSubscriber:
             old.ping()
             try:
                 await asyncio.wait_for(asyncio.shield(old.drained), DRAIN_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("NATS %s did not confirm the unsubscribe; switching anyway", old.server.address)
             if self.link is old:  # drained: everything it sent is in the backlog
                 if self.backlog.drop_partial():

@@ -13,7 +13,7 @@ the spread strategy by the same mirror pass as live.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -22,8 +22,8 @@ from rtsig.decode import Decoder
 from rtsig.feeds.messages import REASON_NAMES
 from rtsig.feeds.path import FeedPath
 from rtsig.layout import DIRECTIONS, FEED_NAMES, VENUE_FUTURES
-from rtsig.recorded import with_subject
 from rtsig.params import ConfigSource, ParameterTable
+from rtsig.recorded import with_subject
 from rtsig.registry import ParamValue
 from rtsig.settings import Settings
 from rtsig.signals import SignalBuilder

@@ -2,7 +2,8 @@
 
 :func:`book_metrics` computes the depth metrics (:mod:`rtsig.depth`) of a consistent copy of a
 symbol's newest book; :func:`every_book_metrics` those of every symbol in one pass. The
-supervisor calls :meth:`PressureSampler.sample` once per wall-clock second: it writes every symbol's net pressure and imbalance ratio into slot ``second % 3600`` of the shared
+supervisor calls :meth:`PressureSampler.sample` once per wall-clock second: it writes every
+symbol's net pressure and imbalance ratio into slot ``second % 3600`` of the shared
 ``pressure_history`` ring, so an hour of history is always there for the web processes to read
 (:func:`history`). A slot's second is cleared before and stamped after its values are written;
 a reader that sees the stamp change while copying drops that slot.

@@ -27,8 +27,9 @@ import io
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 import msgpack
 import orjson
@@ -244,7 +245,7 @@ async def record(settings, directory: str, *, prefix: str = "rtsig", max_bytes: 
         while not done.is_set():
             try:
                 await asyncio.wait_for(done.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 writer.flush()  # at most a second of traffic is ever only in memory
     finally:
         await link.close()

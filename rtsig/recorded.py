@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import BinaryIO, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 import orjson
 

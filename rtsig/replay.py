@@ -38,8 +38,9 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import orjson
 from nats.errors import OutboundBufferLimitError
@@ -143,7 +144,7 @@ class ToolConnection:
                         on_disconnect=self._disconnected, pending_size=self.pending_size,
                         stopping=lambda: self._gave_up or self._closing),
                 timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._gave_up = True
             # the last refusal (connection, login) if there was one
             raise NatsUnreachable(f"could not connect to NATS at {self.url} within {timeout:g} s "
@@ -196,7 +197,7 @@ class ToolConnection:
             return
         try:
             await asyncio.wait_for(self.nc.close(), CLOSE_TIMEOUT_S)
-        except (Exception, asyncio.TimeoutError):  # noqa: BLE001 - closing; nothing left to save
+        except (TimeoutError, Exception):  # noqa: BLE001 - closing; nothing left to save
             pass
 
 
@@ -422,7 +423,7 @@ async def _pause(seconds: float, stop: asyncio.Event | None) -> None:
         return
     try:
         await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 

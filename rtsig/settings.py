@@ -11,9 +11,10 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from rtsig.errors import SettingsError
@@ -116,7 +117,7 @@ class Settings:
     log_format: str = "json"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from ``env`` (default ``os.environ``); raise on the first bad one."""
         env = os.environ if env is None else env
         r = _Reader(env)
@@ -192,7 +193,7 @@ class Settings:
         )
         return settings
 
-    def with_overrides(self, **changes: Any) -> "Settings":
+    def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (tests and CLI flags)."""
         return replace(self, **changes)
 
@@ -365,7 +366,7 @@ def _duration(name: str, value: str) -> float:
     return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
 
 
-def _shard(r: "_Reader") -> dict[str, int]:
+def _shard(r: _Reader) -> dict[str, int]:
     """``RTSIG_SHARD=k/N``, or ``RTSIG_SHARD_INDEX`` + ``RTSIG_SHARD_COUNT`` (the index may be a
     StatefulSet pod name such as ``rtsig-2``: its ordinal is used)."""
     shard = r.raw("RTSIG_SHARD")
@@ -503,7 +504,7 @@ def _symbols(name: str, value: str) -> tuple[str, ...] | None:
     return symbols
 
 
-def _trading_symbols(r: "_Reader") -> tuple[str, ...] | None:
+def _trading_symbols(r: _Reader) -> tuple[str, ...] | None:
     """TRADING_SYMBOLS; set but empty is refused rather than taken for the default three."""
     value = r.env.get("TRADING_SYMBOLS")
     if value is not None and value.strip() == "":

@@ -1,13 +1,14 @@
 """The signal builder: kernel candidates → the signal objects of docs/CONTRACT.md §3.
 
-Applies, in order, the market filter (``SIGNAL_MARKETS``), the global confidence floor (``MIN_CONFIDENCE``) and the strategy's event-time
-cool-down (``min_signal_interval``; a suppressed candidate does not restart it), then fills every
-field of the contract and serialises it with orjson. Candidates are rare next to messages, so
-this runs in Python — but signals come in bursts (one socket read can trigger dozens), and every
-microsecond here delays the rest of the burst, so the per-signal path avoids NumPy scalars,
-``uuid`` objects and ``strftime`` (about 35 → 15 µs per signal; docs/PERFORMANCE-notes.md). The
-``signal_id`` is derived from the input (:func:`signal_id_for`), so a signal made again for the
-same input — a JetStream redelivery, a replay, the offline run — has the same id.
+Applies, in order, the market filter (``SIGNAL_MARKETS``), the global confidence floor
+(``MIN_CONFIDENCE``) and the strategy's event-time cool-down (``min_signal_interval``; a suppressed
+candidate does not restart it), then fills every field of the contract and serialises it with
+orjson. Candidates are rare next to messages, so this runs in Python — but signals come in bursts
+(one socket read can trigger dozens), and every microsecond here delays the rest of the burst, so
+the per-signal path avoids NumPy scalars, ``uuid`` objects and ``strftime`` (about 35 → 15 µs per
+signal; docs/PERFORMANCE-notes.md). The ``signal_id`` is derived from the input
+(:func:`signal_id_for`), so a signal made again for the same input — a JetStream redelivery, a
+replay, the offline run — has the same id.
 """
 
 from __future__ import annotations
@@ -15,14 +16,19 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import orjson
 
 from kernels.output import (
-    INDICATOR_NAMES, METADATA_NAMES, OUT_CONFIDENCE, OUT_CURRENT_PRICE, OUT_INDICATORS,
-    OUT_METADATA, OUT_PRICE,
+    INDICATOR_NAMES,
+    METADATA_NAMES,
+    OUT_CONFIDENCE,
+    OUT_CURRENT_PRICE,
+    OUT_INDICATORS,
+    OUT_METADATA,
+    OUT_PRICE,
 )
 from rtsig import codes
 from rtsig import counters as C

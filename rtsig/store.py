@@ -24,8 +24,16 @@ import numpy as np
 from rtsig import counters
 from rtsig.errors import LayoutMismatch, StoreError, StoreInUse
 from rtsig.layout import (
-    ASK, BID, HEADER_DTYPE, LAYOUT_VERSION, MAGIC, VENUE_BINANCE, VENUE_BINANCE_FUTURES,
-    VENUE_FUTURES, VENUE_SPOT, Layout,
+    ASK,
+    BID,
+    HEADER_DTYPE,
+    LAYOUT_VERSION,
+    MAGIC,
+    VENUE_BINANCE,
+    VENUE_BINANCE_FUTURES,
+    VENUE_FUTURES,
+    VENUE_SPOT,
+    Layout,
 )
 from rtsig.settings import MARKETS, SYMBOL_BYTES, Settings
 
@@ -126,7 +134,7 @@ class Store:
 
     # ----- life cycle
     @classmethod
-    def in_memory(cls, settings: Settings, n_workers: int | None = None) -> "Store":
+    def in_memory(cls, settings: Settings, n_workers: int | None = None) -> Store:
         """A private store (offline mode and tests): same layout, no shared memory."""
         layout = Layout.from_settings(settings, counters.N_COUNTERS)
         if n_workers is not None:
@@ -138,7 +146,7 @@ class Store:
         return store
 
     @classmethod
-    def create(cls, settings: Settings, name: str | None = None, register_symbols: bool = True) -> "Store":
+    def create(cls, settings: Settings, name: str | None = None, register_symbols: bool = True) -> Store:
         """Create the instance's segment, reclaiming one left by a dead instance.
 
         ``register_symbols=False`` leaves the configured symbols to the caller: the supervisor has
@@ -185,7 +193,7 @@ class Store:
         _shm_unlink(name)
 
     @classmethod
-    def attach(cls, name: str, readonly: bool = False) -> "Store":
+    def attach(cls, name: str, readonly: bool = False) -> Store:
         """Attach to a running instance's segment (read-only views for readers)."""
         try:
             shm = shared_memory.SharedMemory(name=name)

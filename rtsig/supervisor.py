@@ -27,8 +27,9 @@ import signal
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import Any
 
 from rtsig import counters as C
 from rtsig import heartbeat

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from rtsig.natsbin import EmbeddedNats
 from rtsig.config.service import ConfigService
+from rtsig.natsbin import EmbeddedNats
 from rtsig.settings import Settings
 from tests.live_helpers import Service
 from tests.servers import MariaDbServer, MongoWireServer

@@ -6,8 +6,8 @@ service receives them (one subject each) and as ``rtsig signals`` reads them (``
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import orjson
 

@@ -18,8 +18,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import nats
 import numpy as np
@@ -217,7 +217,7 @@ class Service:
         self.store: Store | None = None
 
     # ----- life cycle
-    def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> "Service":
+    def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> Service:
         assert not shm_path(self.instance).exists(), f"{shm_path(self.instance)} already exists"
         with open(self.log_path, "ab") as log:
             command = [RTSIG, "run"] if self.web else [RTSIG, "run", "--no-web"]
@@ -368,7 +368,7 @@ class SignalSink:
         self.signals: list[dict] = []
         self._arrived = asyncio.Event()
 
-    async def subscribe(self, nc, subject: str) -> "SignalSink":
+    async def subscribe(self, nc, subject: str) -> SignalSink:
         await nc.subscribe(subject, cb=self._on_message)
         await nc.flush()
         return self
@@ -387,7 +387,7 @@ class SignalSink:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return len(self.signals) >= n
         return True
 
@@ -428,7 +428,7 @@ class JetStreamServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 20.0) -> "JetStreamServer":
+    def start(self, timeout_s: float = 20.0) -> JetStreamServer:
         self.process = subprocess.Popen(
             [server_binary(), "-a", "127.0.0.1", "-p", str(self.port),
              "-js", "-sd", str(self.store_dir)],

@@ -78,7 +78,7 @@ class MariaDbServer:
     def uri_base(self) -> str:
         return f"mysql://root@127.0.0.1:{self.port}"
 
-    def start(self) -> "MariaDbServer":
+    def start(self) -> MariaDbServer:
         data = self.root / "data"
         log = self.root / "mariadb.log"
         if not data.exists():
@@ -129,7 +129,7 @@ class MongoWireServer:
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}"
 
-    def start(self) -> "MongoWireServer":
+    def start(self) -> MongoWireServer:
         exe = Path(sys.executable).with_name("nx-27017")
         log = self.root / "nx-27017.log"
         self.proc = subprocess.Popen(

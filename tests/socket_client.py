@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 DEFAULT_FIRST_SYMBOL = "btcusdt"
 """The first of the client's default streams (btcusdt and ethusdt, @trade/@ticker/@depth20@100ms)."""
@@ -53,7 +53,7 @@ def client_stream(payload: dict, first_symbol: str = DEFAULT_FIRST_SYMBOL) -> st
 def client_timestamp(receipt_ns: int) -> str:
     """``datetime.utcnow().isoformat() + "Z"`` at ``receipt_ns`` (no fraction on a whole second)."""
     seconds, ns = divmod(receipt_ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None, microsecond=ns // 1000)
+    moment = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None, microsecond=ns // 1000)
     return moment.isoformat() + "Z"
 
 

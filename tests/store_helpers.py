@@ -13,8 +13,8 @@ import contextlib
 import os
 import signal
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from rtsig.settings import Settings
 from rtsig.store import Store, segment_name

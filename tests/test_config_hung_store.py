@@ -12,8 +12,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 import pytest
@@ -51,7 +51,7 @@ class Stopped:
     def __init__(self, pid: int) -> None:
         self.pid = pid
 
-    def __enter__(self) -> "Stopped":
+    def __enter__(self) -> Stopped:
         os.kill(self.pid, signal.SIGSTOP)
         return self
 

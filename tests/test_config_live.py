@@ -18,8 +18,17 @@ from rtsig.config.notify import notice
 from rtsig.config.service import ConfigService
 from rtsig.settings import Settings
 from tests.decode_helpers import depth_msg
-from tests.live_helpers import (N_WORKERS, SETTLE_S, Service, SignalSink, async_wait_until, connect,
-                                cooldown_env, new_uid, settle)
+from tests.live_helpers import (
+    N_WORKERS,
+    SETTLE_S,
+    Service,
+    SignalSink,
+    async_wait_until,
+    connect,
+    cooldown_env,
+    new_uid,
+    settle,
+)
 
 SYMBOL = "BTCUSDT"
 PROPAGATION_S = 1.0
@@ -56,7 +65,7 @@ class Driver:
         self.sent = 0
         self.update_id = 0
 
-    async def start(self) -> "Driver":
+    async def start(self) -> Driver:
         for s in {s.out_subject for s in self.services}:
             await self.sink.subscribe(self.nc, s)
         return self

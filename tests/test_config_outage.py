@@ -7,8 +7,8 @@ so every call that has to notice the outage costs about that: the tests make few
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

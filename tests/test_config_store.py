@@ -13,7 +13,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from rtsig.config import ChangeResult, ConfigKey, ConfigService, StoredConfig
 from rtsig.config.model import AuditRecord, utc_now

@@ -11,7 +11,6 @@ import collections
 import os
 import signal
 
-
 from rtsig import counters as C
 from tests.live_helpers import (
     SETTLE_S,

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from rtsig.feeds import messages as M
-from rtsig.feeds.adapter import AdapterStats, Poller
+from rtsig.feeds.adapter import Poller
 from rtsig.feeds.dominance import DominanceConfig, DominanceSource
 from rtsig.feeds.onchain import OnchainAdapter, OnchainConfig, load_labels, transfer_from_utx
 from rtsig.feeds.quotes import QuotesConfig, QuotesSource

@@ -13,9 +13,7 @@ from rtsig import counters as C
 from rtsig.feeds.messages import REASON_BAD_CHAIN, REASON_BAD_VENUE, REASON_NOT_JSON
 from rtsig.layout import FEED_DOMINANCE, FEED_QUOTES, FEED_TRANSFERS
 from tests.feed_helpers import MARKET_LOGIC, feed_env, feed_signal_key, mixed_stream, write_mixed
-from tests.live_helpers import (
-    PACE, SETTLE_S, SignalSink, connect, cooldown_env, new_uid, offline_signals, settle,
-)
+from tests.live_helpers import PACE, SETTLE_S, SignalSink, connect, cooldown_env, new_uid, offline_signals, settle
 
 SECONDS = 90
 SEED = 23

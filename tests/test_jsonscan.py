@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -13,20 +13,12 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from rtsig.jsonscan import (
-    MAX_DEPTH,
-    decimal_at,
-    integer_value,
-    iso_time_ms,
-    number_value,
-    skip_ws,
-    value_end,
-)
+from rtsig.jsonscan import MAX_DEPTH, decimal_at, integer_value, iso_time_ms, number_value, skip_ws, value_end
 from tests.decode_helpers import known_orjson_divergence, orjson_error, python_valid
 
 PROPERTY = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def buf(data: bytes | str) -> np.ndarray:

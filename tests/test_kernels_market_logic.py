@@ -16,12 +16,25 @@ from hypothesis import strategies as st
 
 from kernels import btc_dominance, cross_exchange_spread, onchain_metrics
 from kernels.output import (
-    OUT_CODE, OUT_CONFIDENCE, OUT_CURRENT_PRICE, OUT_INDICATORS, OUT_PRICE, OUT_QUANTITY,
-    OUT_WIDTH, RESULT_NO_PRICE, ROTATIONS, TRIGGERS,
+    OUT_CODE,
+    OUT_CONFIDENCE,
+    OUT_CURRENT_PRICE,
+    OUT_INDICATORS,
+    OUT_PRICE,
+    OUT_QUANTITY,
+    OUT_WIDTH,
+    RESULT_NO_PRICE,
+    ROTATIONS,
+    TRIGGERS,
 )
-from rtsig.codes import ACTION_BUY, ACTION_NONE, ACTION_SELL
+from rtsig.codes import ACTION_NONE
 from rtsig.layout import (
-    DIRECTIONS, DOMINANCE_DTYPE, DOMINANCE_RING, MAX_VENUES, NAME_BYTES, TRANSFER_DTYPE,
+    DIRECTIONS,
+    DOMINANCE_DTYPE,
+    DOMINANCE_RING,
+    MAX_VENUES,
+    NAME_BYTES,
+    TRANSFER_DTYPE,
     TRANSFER_RING,
 )
 from rtsig.offline import OfflineRun
@@ -209,7 +222,7 @@ def trade_line(symbol, ts, price):
 
 
 def book_line(symbol, ts, bid, ask):
-    stamp = datetime.datetime.fromtimestamp(ts / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = datetime.datetime.fromtimestamp(ts / 1000, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return orjson.dumps({"stream": f"{symbol.lower()}@depth5", "timestamp": stamp, "data": {
         "lastUpdateId": ts, "bids": [[f"{bid:.2f}", "1.0"]], "asks": [[f"{ask:.2f}", "1.0"]]}})
 

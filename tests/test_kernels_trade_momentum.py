@@ -10,14 +10,7 @@ from hypothesis import strategies as st
 
 from rtsig.codes import ACTION_BUY, ACTION_NONE, ACTION_SELL
 from tests import reference
-from tests.kernel_cases import (
-    KERNEL_PARAMS,
-    assert_same,
-    defaults,
-    momentum_params,
-    outcome,
-    run_momentum,
-)
+from tests.kernel_cases import KERNEL_PARAMS, assert_same, defaults, momentum_params, outcome, run_momentum
 
 ID = "trade_momentum"
 

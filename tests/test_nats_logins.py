@@ -39,7 +39,7 @@ class Collector:
         self.payloads += [bytes(self.sub.buffer[a:b]) for a, b in zip(starts, ends)]
         self.sub.consumed(n)
 
-    async def __aenter__(self) -> "Collector":
+    async def __aenter__(self) -> Collector:
         self.sub.start()
         return self
 
@@ -199,7 +199,7 @@ class Cluster:
                 f"cluster {{ name: c1\n listen: 127.0.0.1:{self.route_ports[k]}\n"
                 f" routes: [nats://127.0.0.1:{other}] }}")))
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         for node in self.nodes:
             node.start()
         return self
@@ -227,7 +227,7 @@ class Cluster:
                 await b.flush()
                 try:
                     await asyncio.wait_for(got.wait(), 0.1)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await a.close()
@@ -303,10 +303,17 @@ def test_lame_duck_mode_moves_the_subscription_before_the_server_closes_it_and_l
 # ----------------------------------------------------------------------------- the whole service
 def test_the_service_over_tls_with_an_nkey_login_gives_the_offline_signals(tls_files, services, tmp_path):
     """Ingest (own subscriber) and workers (nats-py) log in the same way from the same settings."""
-    from tests.live_helpers import (
-        SETTLE_S, SignalSink, feed, multiset_diff, offline_signals, publish_all, settle, write_lines,
-    )
     from rtsig import counters as C
+    from tests.live_helpers import (
+        SETTLE_S,
+        SignalSink,
+        feed,
+        multiset_diff,
+        offline_signals,
+        publish_all,
+        settle,
+        write_lines,
+    )
 
     seed, public = _nkey_user()
     seed_file = tmp_path / "user.nk"

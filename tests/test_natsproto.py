@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from rtsig.natsauth import Server, parse_urls
 from rtsig.natsbin import EmbeddedNats
 from rtsig.natsframe import (
-    CTL_ERR, CTL_INFO, CTL_NONE, CTL_OK, CTL_PING, CTL_PONG, CTL_STATUS, CTL_UNKNOWN, scan_frames,
+    CTL_ERR,
+    CTL_INFO,
+    CTL_NONE,
+    CTL_OK,
+    CTL_PING,
+    CTL_PONG,
+    CTL_STATUS,
+    CTL_UNKNOWN,
+    scan_frames,
 )
 from rtsig.natsproto import FastSubscriber, _backoff, _Link
 

@@ -15,7 +15,8 @@ from collections import Counter
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, settings as hsettings
+from hypothesis import given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from rtsig import counters as C
@@ -25,8 +26,15 @@ from rtsig.offline import OfflineRun
 from rtsig.settings import Settings
 from rtsig.synthetic import MarketSimulator
 from tests.decode_helpers import (
-    CAPTURE_FILES, REAL_DIR, RECEIPT_NS, Harness, depth_msg, read_capture, small_settings,
-    ticker_msg, trade_msg,
+    CAPTURE_FILES,
+    REAL_DIR,
+    RECEIPT_NS,
+    Harness,
+    depth_msg,
+    read_capture,
+    small_settings,
+    ticker_msg,
+    trade_msg,
 )
 from tests.socket_client import client_envelope, client_stream, client_timestamp, relabel
 

@@ -7,7 +7,6 @@ import asyncio
 import gzip
 import json
 import os
-import signal as signals_
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +14,12 @@ from pathlib import Path
 import nats
 import orjson
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from rtsig.record import RecordWriter, convert, count_frames, read_recording
-from rtsig.recorded import iter_lines, messages, with_subject
+from rtsig.recorded import messages, with_subject
 from rtsig.replay import count_messages
 from rtsig.synthetic import MarketSimulator
 
@@ -67,7 +68,7 @@ def test_a_recording_reads_back_as_the_json_lines_of_the_same_traffic(tmp_path_f
     expected = _as_json_lines(frames)
     assert got == expected
     # the offline runner takes a feed line apart into the same subject and body
-    for (ns, subject, body), (message, _) in zip(frames, got):
+    for (_ns, subject, body), (message, _) in zip(frames, got):
         if subject != INPUT:
             assert with_subject(message) == (subject, body.decode("utf-8", "replace").encode())
     # rotation: every file within one UTC hour (hourly), each opens with its own header
@@ -105,7 +106,7 @@ def sample(tmp_path_factory) -> tuple[Path, Path]:
     """Three minutes of the synthetic feed as a capture (JSON lines with receipt times) and the
     same as a recording, plus quotes-feed lines between them."""
     base = tmp_path_factory.mktemp("sample")
-    lines, frames = [], []
+    lines = []
     for k, (t_ms, msg) in enumerate(MarketSimulator().messages(180)):
         ns = t_ms * 1_000_000 + 5_000_000
         lines.append(f"{ns / 1e9:.6f}: ".encode() + msg)

@@ -12,14 +12,7 @@ import numpy as np
 import pytest
 
 from rtsig.errors import SettingsError
-from rtsig.registry import (
-    CONFIDENCE_CAP,
-    REALTIME_IDS,
-    STRATEGIES,
-    param_index,
-    strategy,
-    strategy_number,
-)
+from rtsig.registry import CONFIDENCE_CAP, REALTIME_IDS, STRATEGIES, param_index, strategy, strategy_number
 
 INF = math.inf
 CAP = 0.95

@@ -127,8 +127,8 @@ def mixed_messages() -> list[tuple[str, bytes]]:
             (sym, ticker_msg(sym, f"{px}.20", "123.4", "5678.9")),
             (sym, book_ticker_msg(sym, f"{px - 1}.00", "1.5", f"{px + 1}.00", "0.5")),
             (sym, mark_price_msg(sym, f"{px}.05", f"{px}.04", "0.0001")),
-            (sym, combined(f"{sym.lower()}@depth@100ms", '{"e":"depthUpdate","E":1,"s":"%s","U":1,"u":2,'
-                           '"b":[["1","0"]],"a":[]}' % sym)),  # ignored: depth_diff
+            (sym, combined(f"{sym.lower()}@depth@100ms", '{"e":"depthUpdate","E":1,"s":"' + sym
+                           + '","U":1,"u":2,"b":[["1","0"]],"a":[]}')),  # ignored: depth_diff
             (sym, combined(f"{sym.lower()}@kline_1m", '{"e":"kline"}')),  # ignored: kline
             (sym, envelope(f"{sym.lower()}@trade", trade_msg(sym, f"{px}.30", "0.1", trade_id=22)
                            .split(b'"data":', 1)[1][:-1].decode())),

@@ -14,7 +14,6 @@ import asyncio
 import collections
 import json
 
-
 from rtsig import counters as C
 from rtsig.decode import shard_of
 from tests.live_helpers import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -19,7 +19,13 @@ from rtsig.params import ParameterTable
 from rtsig.registry import strategy_number
 from rtsig.settings import Settings
 from rtsig.signals import (
-    SIGNAL_ID_NAMESPACE, SignalBuilder, iso_utc_ms, risk_levels, serialize, signal_id_for, strength,
+    SIGNAL_ID_NAMESPACE,
+    SignalBuilder,
+    iso_utc_ms,
+    risk_levels,
+    serialize,
+    signal_id_for,
+    strength,
 )
 
 SKEW = strategy_number("orderbook_skew")
@@ -142,7 +148,7 @@ def test_iso_utc_ms_equals_datetime_in_any_order(epochs_ns):
     """The formatted second is cached: any sequence (same second, back and forth) stays right."""
     for epoch_ns in epochs_ns + epochs_ns[::-1]:
         seconds, ns = divmod(epoch_ns, 10**9)
-        want = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + \
+        want = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + \
             f".{ns // 10**6:03d}Z"
         assert iso_utc_ms(epoch_ns) == want
 

@@ -18,17 +18,9 @@ import numpy as np
 import pytest
 
 from rtsig import counters
-from rtsig.errors import LayoutMismatch, RtsigError, StoreError, StoreInUse
-from rtsig.layout import (
-    ALIGN,
-    DEPTH_LEVELS,
-    HEADER_DTYPE,
-    LAYOUT_VERSION,
-    MAGIC,
-    PRESSURE_HISTORY_S,
-    Layout,
-)
 from rtsig.decode import symbol_hash
+from rtsig.errors import LayoutMismatch, RtsigError, StoreError, StoreInUse
+from rtsig.layout import ALIGN, DEPTH_LEVELS, HEADER_DTYPE, LAYOUT_VERSION, MAGIC, PRESSURE_HISTORY_S, Layout
 from rtsig.settings import SYMBOL_BYTES, Settings
 from rtsig.store import REGION_NAMES, Store, segment_name
 from tests import store_helpers as H

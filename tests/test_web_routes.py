@@ -18,8 +18,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import msgspec
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -45,10 +45,10 @@ from tests.web_helpers import (
     web_app,  # noqa: F401 - fixture
     web_settings,
 )
+from tests.web_helpers import MARKET as MARKET_PREFIX
 from web.app import ROUTES
 from web.guard import RateLimiter
 from web.route import Route
-from tests.web_helpers import MARKET as MARKET_PREFIX
 
 SKEW = "orderbook_skew"
 MOMENTUM = "trade_momentum"

@@ -87,7 +87,7 @@ def test_probes_are_fast_on_an_idle_server(web: Service) -> None:
 def test_slowloris_connections_do_not_slow_the_probes_and_are_cut_at_the_deadline(web: Service) -> None:
     port = web.http_port
     slow = []
-    for k in range(30):
+    for _ in range(30):
         s = socket.create_connection(("127.0.0.1", port), timeout=15)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         slow.append(s)
@@ -134,7 +134,7 @@ def test_a_100_mb_body_is_refused_from_its_length_without_slowing_the_probes(web
         while sent < 100_000_000:  # the upload goes on while the probes run
             try:
                 sent += s.send(chunk)
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 break  # the server stopped reading: the answer is there
             except OSError:
                 break

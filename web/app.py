@@ -9,7 +9,8 @@ or raise; every error leaves as the envelope (or ``{"error"}`` on the market rou
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import falcon
 import msgspec

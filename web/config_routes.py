@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Literal, cast
 
-from rtsig.config.model import utc_now
+from rtsig.config.model import AuditRecord, utc_now
 from rtsig.config.notify import bump_epoch
 from rtsig.config.service import ChangeResult
 from rtsig.config.stores import ANY_SYMBOL
 from rtsig.counters import CONFIG_CHANGES_BASE
 from rtsig.errors import StoreUnavailable
-from rtsig.config.model import AuditRecord
 from rtsig.params import EffectiveConfig
 from rtsig.registry import STRATEGIES
 from web import types as T

@@ -6,7 +6,7 @@ import collections
 import hmac
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from web.envelope import ApiError
 

@@ -10,8 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rtsig import counters as C
 from rtsig.feeds.status import describe, feed_status
-from web.deps import WebDeps
 from web import types as T
+from web.deps import WebDeps
 from web.prometheus import ingest_crash_looping, ingest_not_running, not_running, registry_for
 from web.route import Call, Reply, Route
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -36,7 +36,7 @@ def _num(value: float, digits: int = 8) -> float | None:
 
 
 def iso_ms(epoch_s: float) -> str:
-    return (datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
+    return (datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"))
 
 

@@ -7,8 +7,9 @@ those types and the OpenAPI generator (:mod:`web.openapi`) describes them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from msgspec import Struct
 

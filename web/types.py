@@ -10,7 +10,7 @@ every parameter's type and range.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -41,9 +41,9 @@ ExpectedVersion = Annotated[int, Meta(ge=0, le=MAX_VERSION, description=(
     "fail with 409 unless the stored version is this (0: the config must not exist yet)"))]
 TargetVersion = Annotated[int, Meta(ge=1, le=MAX_VERSION, description=(
     "version to restore (default: the previous one)"))]
-ParamValue = Union[bool, int, float, None]
+ParamValue = bool | int | float | None
 Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
-Number = Union[float, None]
+Number = float | None
 """A figure of the market metrics; null when it cannot be computed (an empty book side)."""
 Trend = Literal["bullish", "bearish", "neutral"]
 Timeframe = Literal["1m", "5m", "15m", "1h"]
@@ -105,7 +105,8 @@ Pressure = Annotated[float, Meta(ge=-100, le=100)]
 class MarketAllQuery(Request):
     symbols: Annotated[str, Meta(max_length=10_000, description="comma-separated symbols (default: all)")] | None = None
     min_pressure: Annotated[Pressure, Meta(description="net pressure at least")] | None = None
-    max_pressure: Annotated[Pressure, Meta(description="net pressure at most (below min_pressure: no rows)")] | None = None
+    max_pressure: Annotated[
+        Pressure, Meta(description="net pressure at most (below min_pressure: no rows)")] | None = None
     trend: Annotated[Trend, Meta(description="5-minute pressure trend")] | None = None
     limit: Annotated[int, Meta(ge=1, le=1000, description="page size")] = 50
     offset: Annotated[int, Meta(ge=0, le=1_000_000, description="page start")] = 0

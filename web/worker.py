@@ -32,9 +32,8 @@ from concurrent import futures
 from functools import partial
 
 import orjson
-
 from gunicorn.http import errors as http_errors
-from gunicorn.workers.gthread import ThreadWorker, TConn
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 REQUEST_READ_TIMEOUT_S = 10.0
 """A request (head and body) must be complete this long after its first byte was awaited."""
@@ -345,7 +344,7 @@ class ApiWorker(ThreadWorker):
             return self._keepalive_after(conn, self.handle_request(req, conn))
         except (http_errors.NoMoreData, StopIteration):
             pass
-        except (socket.timeout, ConnectionError):
+        except (TimeoutError, ConnectionError):
             self.log.debug("client %s stopped reading", conn.client)
         except OSError as exc:
             if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):

@@ -36,9 +36,24 @@ from kernels.trade_momentum import trade_momentum
 from rtsig import codes
 from rtsig import counters as C
 from rtsig.layout import (
-    ASK, BID, CURSOR_BEGIN, DEPTH_LEVELS, KIND_DOMINANCE, KIND_QUOTE, KIND_TRANSFER_BTC,
-    KIND_TRANSFER_ETH, PRICE, QTY, QUOTE_ASK, QUOTE_BID, QUOTE_TIME, RING_DOMINANCE, RING_QUOTES,
-    RING_TRANSFERS_BTC, VENUE_BINANCE, VENUE_SPOT,
+    ASK,
+    BID,
+    CURSOR_BEGIN,
+    DEPTH_LEVELS,
+    KIND_DOMINANCE,
+    KIND_QUOTE,
+    KIND_TRANSFER_BTC,
+    KIND_TRANSFER_ETH,
+    PRICE,
+    QTY,
+    QUOTE_ASK,
+    QUOTE_BID,
+    QUOTE_TIME,
+    RING_DOMINANCE,
+    RING_QUOTES,
+    RING_TRANSFERS_BTC,
+    VENUE_BINANCE,
+    VENUE_SPOT,
 )
 from rtsig.registry import strategy_number
 from rtsig.seqlock import acquire_fence, release_fence

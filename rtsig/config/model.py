@@ -8,9 +8,9 @@ re-create continues the numbering and ``expected_version`` stays meaningful.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Mapping
+from datetime import UTC, datetime
 
 from rtsig.registry import ParamValue
 
@@ -21,7 +21,7 @@ GLOBAL = None
 
 def utc_now() -> str:
     """ISO-8601 UTC timestamp with milliseconds, the form every store keeps and the API shows."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from rtsig.config import lastknown
 from rtsig.config.model import AuditRecord, ConfigKey, Snapshot, StoredConfig, utc_now

@@ -17,8 +17,8 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Mapping, Sequence
 
 import numpy as np
 

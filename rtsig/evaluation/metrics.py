@@ -19,8 +19,8 @@ Everything here is NumPy over arrays; ``tests/evaluation_reference.py`` is the s
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class Outcomes:
     def __len__(self) -> int:
         return len(self.sign)
 
-    def select(self, mask: np.ndarray) -> "Outcomes":
+    def select(self, mask: np.ndarray) -> Outcomes:
         return Outcomes(self.strategy[mask], self.symbol[mask], self.market[mask], self.sign[mask],
                         self.confidence[mask], self.event_ms[mask], self.entry[mask],
                         self.returns_bps[mask], self.touch[mask], self.horizons_ms)

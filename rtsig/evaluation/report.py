@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def plots(outcomes: Outcomes, buckets: Sequence[dict], out_dir: Path, title: str
         ax = axes[k // cols][k % cols]
         paths = cumulative(outcomes, k)
         for strategy, (t, cum) in paths.items():  # from 0 just before the first signal
-            when = [datetime.fromtimestamp(x / 1000, tz=timezone.utc) for x in [t[0], *t.tolist()]]
+            when = [datetime.fromtimestamp(x / 1000, tz=UTC) for x in [t[0], *t.tolist()]]
             ax.step(when, np.r_[0.0, cum], where="post", color=colours[strategy],
                     label=f"{strategy} ({len(cum)})")
         if not paths:

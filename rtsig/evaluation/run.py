@@ -9,8 +9,8 @@ looks ahead), so signals are held until the input ends.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from rtsig.evaluation.metrics import Outcomes, confidence_buckets, score, summarize
 from rtsig.evaluation.tape import PriceTape, Series, pick_series

@@ -11,8 +11,8 @@ again (counted as skipped).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import orjson
 
@@ -29,7 +29,7 @@ class DominanceConfig:
     source: str = "coingecko"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "DominanceConfig":
+    def from_env(cls, env: Mapping[str, str]) -> DominanceConfig:
         return cls(env.get("FEED_DOMINANCE_URL") or cls.url,
                    env_number(env, "FEED_DOMINANCE_INTERVAL_SECONDS", cls.interval_s),
                    env_number(env, "FEED_HTTP_TIMEOUT_SECONDS", cls.timeout_s),

@@ -4,11 +4,10 @@ Feed messages are rare (a dominance sample a minute, a few quotes a second, tens
 second at most), so they are parsed in Python with orjson — no jitted path needed. Bytes in, a
 record or a reason out; nothing here touches the store or the network.
 
-| feed | body |
-|---|---|
-| dominance | ``{"ts": ms, "btc_dominance": 57.31, "source": "coingecko"}`` |
-| quotes | ``{"ts": ms, "venue": "coinbase", "symbol": "BTCUSDT", "bid": 50000.1, "ask": 50000.5}`` |
-| onchain | ``{"ts": ms, "chain": "btc"|"eth", "txid": "…", "value": 120.5, "direction": "to_exchange"|"from_exchange"|"other", "exchange": "binance"|null}`` |
+- dominance: ``{"ts": ms, "btc_dominance": 57.31, "source": "coingecko"}``
+- quotes: ``{"ts": ms, "venue": "coinbase", "symbol": "BTCUSDT", "bid": 50000.1, "ask": 50000.5}``
+- onchain: ``{"ts": ms, "chain": "btc"|"eth", "txid": "…", "value": 120.5,
+  "direction": "to_exchange"|"from_exchange"|"other", "exchange": "binance"|null}``
 
 Numbers may be JSON numbers or decimal strings; ``ts`` is an integer (ms since the epoch).
 """
@@ -22,7 +21,13 @@ from dataclasses import dataclass
 import orjson
 
 from rtsig.layout import (
-    CHAINS, DIRECTIONS, FEED_DOMINANCE, FEED_QUOTES, FEED_TRANSFERS, NAME_BYTES, SOURCE_BYTES,
+    CHAINS,
+    DIRECTIONS,
+    FEED_DOMINANCE,
+    FEED_QUOTES,
+    FEED_TRANSFERS,
+    NAME_BYTES,
+    SOURCE_BYTES,
     TXID_BYTES,
 )
 

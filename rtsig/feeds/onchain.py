@@ -25,16 +25,15 @@ import asyncio
 import csv
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
 from rtsig.errors import SettingsError
-from rtsig.feeds.adapter import (
-    BACKOFF_FIRST_S, BACKOFF_MAX_S, AdapterStats, Publish, Sleep, env_number, now_ms,
-)
+from rtsig.feeds.adapter import BACKOFF_FIRST_S, BACKOFF_MAX_S, AdapterStats, Publish, Sleep, env_number, now_ms
 from rtsig.logs import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ class OnchainConfig:
     open_timeout_s: float = 10.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "OnchainConfig":
+    def from_env(cls, env: Mapping[str, str]) -> OnchainConfig:
         path = env.get("FEED_ONCHAIN_ADDRESSES")
         return cls(env.get("FEED_ONCHAIN_URL") or cls.url, Path(path) if path else None,
                    env_number(env, "FEED_ONCHAIN_MIN_BTC", cls.min_btc, lo=-1.0),
@@ -184,7 +183,7 @@ class OnchainAdapter:
                         if (max_messages is not None and received >= max_messages) or stopping():
                             return self.stats
                 self._count("closed", self.config.url)
-            except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
+            except (TimeoutError, OSError, WebSocketException) as exc:
                 self._count("timeout" if isinstance(exc, asyncio.TimeoutError) else "unreachable", exc)
             failures += 1
             delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1))

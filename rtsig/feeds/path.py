@@ -36,10 +36,30 @@ from rtsig.decode import shard_of, symbol_find, symbol_hash
 from rtsig.errors import StoreError
 from rtsig.feeds import messages as M
 from rtsig.layout import (
-    ASK, BID, CHAIN_SYMBOLS, CURSOR_BEGIN, CURSOR_END, DIRECTION_OTHER, EVENT_DTYPE,
-    FEED_DOMINANCE, FEED_NAMES, FEED_QUOTES, FEED_TRANSFERS, KIND_DOMINANCE, KIND_QUOTE,
-    KIND_TRANSFER_BTC, MAX_EXCHANGES, MAX_VENUES, MESSAGE_ID_BYTES, NAME_BYTES, PRICE,
-    RING_DOMINANCE, RING_QUOTES, RING_TRANSFERS_BTC, VENUE_BINANCE_FUTURES, VENUE_FUTURES,
+    ASK,
+    BID,
+    CHAIN_SYMBOLS,
+    CURSOR_BEGIN,
+    CURSOR_END,
+    DIRECTION_OTHER,
+    EVENT_DTYPE,
+    FEED_DOMINANCE,
+    FEED_NAMES,
+    FEED_QUOTES,
+    FEED_TRANSFERS,
+    KIND_DOMINANCE,
+    KIND_QUOTE,
+    KIND_TRANSFER_BTC,
+    MAX_EXCHANGES,
+    MAX_VENUES,
+    MESSAGE_ID_BYTES,
+    NAME_BYTES,
+    PRICE,
+    RING_DOMINANCE,
+    RING_QUOTES,
+    RING_TRANSFERS_BTC,
+    VENUE_BINANCE_FUTURES,
+    VENUE_FUTURES,
     VENUE_SPOT,
 )
 from rtsig.logs import RateLimiter
@@ -326,7 +346,8 @@ def warm_up(store, settings) -> None:
     now_ms = int(store.header[0]["created_ns"]) // 1_000_000 or 1
     for feed, body in ((FEED_DOMINANCE, b'{"ts":%d,"btc_dominance":50}' % now_ms),
                        (FEED_QUOTES, b'{"ts":%d,"venue":"warmup","symbol":"WARMUPUSDT","bid":1,"ask":2}' % now_ms),
-                       (FEED_TRANSFERS, b'{"ts":%d,"chain":"btc","txid":"x","value":1,"direction":"to_exchange"}' % now_ms)):
+                       (FEED_TRANSFERS,
+                        b'{"ts":%d,"chain":"btc","txid":"x","value":1,"direction":"to_exchange"}' % now_ms)):
         path.handle(feed, body, now_ms * 1_000_000)
     events, ids = path.events.copy(), path.ids.copy()
     path.mirror(events, ids, 1)

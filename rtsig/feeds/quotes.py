@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import orjson
 
@@ -34,7 +34,7 @@ class QuotesConfig:
     timeout_s: float = 10.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "QuotesConfig":
+    def from_env(cls, env: Mapping[str, str]) -> QuotesConfig:
         raw = env.get("FEED_QUOTES_SYMBOLS")
         symbols = tuple(s.strip().upper() for s in raw.split(",") if s.strip()) if raw else cls.symbols
         return cls(env.get("FEED_QUOTES_URL") or cls.url, symbols,

@@ -33,11 +33,18 @@ Job = tuple[str, Callable, tuple]
 """``(process name, target, args)`` of a process to fork from the zygote."""
 
 
-def supervisor_and_zygote(store: Store) -> frozenset[int]:
+def supervisor_and_zygote(store: Store, parent_pid: int | None = None) -> frozenset[int]:
     """The parents a child of ``rtsig run`` may have: the zygote that forked it, until that
     exits, then the supervisor that owns the store (a subreaper). Any other parent means the
-    supervisor died and the child must not outlive it."""
-    return frozenset({os.getppid(), int(store.header[0]["owner_pid"])})
+    supervisor died and the child must not outlive it.
+
+    A parent of 1 (init) is never the zygote: a child that starts after its zygote exited and
+    its supervisor died has already been handed to init, and must stop — found as orphans left
+    running by a demo stopped while the zygote was still compiling. (The supervisor itself may
+    be pid 1, in a container: it is the owner, not the parent, that says so.)"""
+    ppid = os.getppid() if parent_pid is None else parent_pid
+    owner = int(store.header[0]["owner_pid"])
+    return frozenset({owner} | ({ppid} if ppid != 1 else set()))
 
 
 def become_subreaper() -> None:

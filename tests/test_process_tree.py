@@ -90,3 +90,18 @@ def test_a_child_forked_before_its_own_handlers_still_obeys_sigterm():
         if child.is_alive():
             child.kill()
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_init_is_never_taken_for_the_zygote(tmp_path):
+    """A child that starts after its zygote exited and its supervisor died has parent 1: that
+    must count as orphaned (it left processes running for good), unless the owner is pid 1."""
+    from rtsig.settings import Settings
+    from rtsig.store import Store
+    from rtsig.zygote import supervisor_and_zygote
+
+    store = Store.in_memory(Settings(max_symbols=4))
+    store.header[0]["owner_pid"] = 4242
+    assert supervisor_and_zygote(store, parent_pid=1) == {4242}
+    assert supervisor_and_zygote(store, parent_pid=777) == {4242, 777}
+    store.header[0]["owner_pid"] = 1  # the supervisor is the container's pid 1
+    assert 1 in supervisor_and_zygote(store, parent_pid=1)

@@ -44,6 +44,8 @@ FAST_BATCH = 4096
 """Messages decoded per jitted call at most (a busy socket read holds ~100-400)."""
 BACKPRESSURE_WAIT_S = 0.0002
 """How long the ingest waits before retrying when a worker is a full ring behind."""
+_INPUT_SLOTS = (C.RECONNECTS, C.INPUT_FRAMED, C.INPUT_TRUNCATED, C.INPUT_DROPPED_OVER_LIMIT)
+"""Where :meth:`Ingest._count_input` writes the subscriber's counts, in :meth:`_input_counts` order."""
 ACK_DRAIN_S = 5.0
 """JetStream mode, at shutdown: how long to wait for the workers to judge what was delivered."""
 REBUILD_IDLE_S = 2.0
@@ -86,7 +88,7 @@ class Ingest:
         self.subject_table = SubjectTable(list(self.subjects))
         self.acks: durable.AckTracker | None = None
         self.rebuild_until = 0
-        self._counted = np.zeros(4, dtype=np.int64)
+        self._counted: tuple[int, ...] = (0, 0, 0, 0)
         """Counts of subscribers already closed (the rebuild's), added to the live one's."""
         self.sub = self._subscriber(None)  # counts and gauges exist before anything connects
         pull = None
@@ -248,7 +250,7 @@ class Ingest:
         self.sub.pull_stopped = True
         self.row[C.INPUT_REDELIVERED] += self.sub.framed  # past the floor: the durable sends them
         await self.sub.close()
-        self._counted += self._input_counts()
+        self._counted = tuple(a + b for a, b in zip(self._counted, self._input_counts()))
         await durable.delete_consumer(control, settings, name)
         log.info("rebuilt history from %s up to stream sequence %d in %.2f s", since.isoformat(),
                  self.acks.last_seq, time.monotonic() - started)
@@ -268,19 +270,16 @@ class Ingest:
         self.row[C.ALIVE_NS] = time.time_ns()
         self._count_input()
 
-    def _input_counts(self) -> np.ndarray:
+    def _input_counts(self) -> tuple[int, int, int, int]:
         sub = self.sub
-        return np.array([sub.reconnects, sub.received, sub.truncated, sub.dropped_over_limit],
-                        dtype=np.int64)
+        return sub.reconnects, sub.received, sub.truncated, sub.dropped_over_limit
 
     def _count_input(self) -> None:
         """Messages read, dropped and reconnects: before any of them is handed off, so that
-        ``INPUT_FRAMED >= MESSAGES_HANDED_OFF + INPUT_DROPPED_OVER_LIMIT`` whenever it is read."""
-        counts = self._input_counts() + self._counted
-        self.row[C.RECONNECTS] = counts[0]
-        self.row[C.INPUT_FRAMED] = counts[1]
-        self.row[C.INPUT_TRUNCATED] = counts[2]
-        self.row[C.INPUT_DROPPED_OVER_LIMIT] = counts[3]
+        ``INPUT_FRAMED >= MESSAGES_HANDED_OFF + INPUT_DROPPED_OVER_LIMIT`` whenever it is read.
+        Runs on every socket read: plain ints, no array built."""
+        for slot, live, closed in zip(_INPUT_SLOTS, self._input_counts(), self._counted):
+            self.row[slot] = live + closed
 
     def _state(self, connected: bool) -> None:
         self._count_input()

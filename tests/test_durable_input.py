@@ -12,6 +12,7 @@ import os
 import signal
 
 from rtsig import counters as C
+from rtsig.decode import shard_of
 from tests.live_helpers import (
     SETTLE_S,
     SignalSink,
@@ -95,24 +96,30 @@ def test_kill_9_of_the_whole_service_mid_stream_then_restart_loses_and_doubles_n
     assert rebuilt > 0  # the history before the floor was rebuilt, not skipped
 
 
-def test_a_service_stopped_for_30_s_catches_up_without_loss(jetstream, services, tmp_path):
+def test_a_shard_stopped_for_30_s_catches_up_without_loss(jetstream, services, tmp_path):
+    """Shard 1 of 2 (its own durable consumer) is stopped while the feed goes on for 30 s: on
+    its restart it judges exactly its symbols' part of the whole stream."""
     uid, stream = new_uid(), "IN" + new_uid()
     messages = feed(150, SEED + 1)
-    first = services(jetstream.url, env=durable_env(stream), uid=uid)
+    env = {**durable_env(stream), "RTSIG_SHARD": "1/2"}
+    first = services(jetstream.url, env=env, uid=uid)
     expected, _ = offline_signals(write_lines(tmp_path / "feed.jsonl", messages), first.env)
+    owned = {s["symbol"] for s in expected}
+    assert owned and all(shard_of(symbol, 2) == 1 for symbol in owned)
     third = len(messages) // 3
+    consumer = "realtime-strategies-group-1"
 
     async def scenario() -> list[dict]:
         nc = await connect(jetstream.url)
         sink = await SignalSink().subscribe(nc, first.out_subject)
         await publish_all(nc, first.in_subject, messages[:third], rate=3000)
-        await wait_caught_up(nc, stream, "realtime-strategies-group-0", third)
+        await wait_caught_up(nc, stream, consumer, third)
         code, _ = first.terminate()
         assert code == 0
         pace = (len(messages) - third) / 30.0  # the rest arrives over the 30 s of downtime
         await publish_all(nc, first.in_subject, messages[third:], rate=pace)
-        services(jetstream.url, env=durable_env(stream), uid=uid)  # the restart
-        await wait_caught_up(nc, stream, "realtime-strategies-group-0", len(messages))
+        services(jetstream.url, env=env, uid=uid)  # the restart
+        await wait_caught_up(nc, stream, consumer, len(messages))
         await async_wait_until(lambda: len({s["signal_id"] for s in sink.signals}) >= len(expected),
                                SETTLE_S, "every signal at the sink")
         await nc.close()
